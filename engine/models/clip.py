@@ -1,0 +1,37 @@
+"""CLIP ViT image towers (transformers' CLIPVisionModelWithProjection).
+
+Both Hi3D image encoders are CLIP image towers: OpenCLIP ViT-H-14 (the UNet's
+cross-attention context) and OpenAI ViT-L/14 (features for the aesthetic score). Both
+pool the class token, layer-norm it and project it, as transformers' class does.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from engine.config import ViTConfig
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class CLIPImageTower(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=cfg.width,
+                intermediate_size=cfg.mlp_dim,
+                num_hidden_layers=cfg.layers,
+                num_attention_heads=cfg.heads,
+                image_size=cfg.image_size,
+                patch_size=cfg.patch_size,
+                projection_dim=cfg.embed_dim,
+                hidden_act=cfg.activation,
+                layer_norm_eps=1e-5,
+            )
+        )
+
+    def forward(self, pixels: Tensor) -> Tensor:  # [N, 3, S, S] CLIP-normalised -> [N, embed_dim]
+        return self.model(pixel_values=pixels).image_embeds
