@@ -14,11 +14,11 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-EPS2D: tl.constexpr = 0.3
-NEAR_PLANE: tl.constexpr = 0.01
-ALPHA_MIN: tl.constexpr = 1.0 / 255.0
-ALPHA_MAX: tl.constexpr = 0.999
-T_MIN: tl.constexpr = 1e-4
+EPS2D = tl.constexpr(0.3)
+NEAR_PLANE = tl.constexpr(0.01)
+ALPHA_MIN = tl.constexpr(1.0 / 255.0)
+ALPHA_MAX = tl.constexpr(0.999)
+T_MIN = tl.constexpr(1e-4)
 
 
 @triton.jit
