@@ -16,7 +16,6 @@ Conventions (camera, culling, compositing rules) are documented in ``kernels.gau
 from __future__ import annotations
 
 import torch
-import triton
 from torch import Tensor
 
 from kernels import gaussians_ref as ref
@@ -154,7 +153,7 @@ class _Project(torch.autograd.Function):
         conics = means.new_empty(n, 3)
         depths = means.new_empty(n)
         radii = torch.empty(n, 2, dtype=torch.int32, device=means.device)
-        grid = (triton.cdiv(n, PROJECT_BLOCK),)
+        grid = (-(-n // PROJECT_BLOCK),)
         project_fwd_kernel[grid](means, quats, scales, viewmat, K, means2d, conics, depths, radii,
                                  n, width, height, BLOCK=PROJECT_BLOCK)
         ctx.save_for_backward(means, quats, scales, viewmat, K, radii)
@@ -169,7 +168,7 @@ class _Project(torch.autograd.Function):
         means, quats, scales, viewmat, K, radii = ctx.saved_tensors
         n = means.shape[0]
         v_means, v_quats, v_scales = torch.zeros_like(means), torch.zeros_like(quats), torch.zeros_like(scales)
-        grid = (triton.cdiv(n, PROJECT_BLOCK),)
+        grid = (-(-n // PROJECT_BLOCK),)
         project_bwd_kernel[grid](
             means, quats, scales, viewmat, K, radii,
             _dense(v_means2d, (n, 2), means), _dense(v_conics, (n, 3), means), _dense(v_depths, (n,), means),
@@ -189,7 +188,7 @@ class _Composite(torch.autograd.Function):
         tiles_x = (width + ref.TILE - 1) // ref.TILE
         raster_fwd_kernel[(len(offsets) - 1,)](
             means2d, conics, opacities, feats, offsets, ids, img, T, width, height, tiles_x,
-            C=c, CP=triton.next_power_of_2(c), TILE=ref.TILE, BATCH=RASTER_BATCH, num_warps=RASTER_WARPS,
+            C=c, CP=_next_pow2(c), TILE=ref.TILE, BATCH=RASTER_BATCH, num_warps=RASTER_WARPS,
         )
         ctx.save_for_backward(means2d, conics, opacities, feats, offsets, ids, img, T)
         ctx.size = (width, height, tiles_x)
@@ -207,9 +206,13 @@ class _Composite(torch.autograd.Function):
             means2d, conics, opacities, feats, offsets, ids, img, T,
             _dense(v_img, img.shape, img), _dense(v_T, T.shape, T),
             v_means2d, v_conics, v_opac, v_feats, *ctx.size,
-            C=c, CP=triton.next_power_of_2(c), TILE=ref.TILE, BATCH=RASTER_BATCH, num_warps=RASTER_WARPS,
+            C=c, CP=_next_pow2(c), TILE=ref.TILE, BATCH=RASTER_BATCH, num_warps=RASTER_WARPS,
         )
         return v_means2d, v_conics, v_opac, v_feats, None, None, None, None
+
+
+def _next_pow2(c: int) -> int:
+    return 1 << (c - 1).bit_length()
 
 
 def _dense(grad: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor:

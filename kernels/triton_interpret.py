@@ -39,8 +39,14 @@ def interpreted(*module_names: str) -> Iterator[None]:
     finally:
         for name, module in saved_modules.items():
             sys.modules.pop(name, None)
+            parent, _, child = name.rpartition(".")
             if module is not None:
                 sys.modules[name] = module
+            if parent in sys.modules:  # `import pkg.mod` reads the package attribute first
+                if module is not None:
+                    setattr(sys.modules[parent], child, module)
+                elif hasattr(sys.modules[parent], child):
+                    delattr(sys.modules[parent], child)
         for namespace, name, obj in swapped:
             setattr(namespace, name, obj)
         if saved_env is None:

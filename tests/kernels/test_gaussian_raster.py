@@ -111,8 +111,9 @@ def test_rasterize_torch_outputs():
     assert torch.all(depth0[alpha0 == 0] == 0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def interpreted():
+    """The Triton kernels, run by the interpreter, for the duration of one test."""
     with interpret_triton("kernels.gaussians_triton"):
         yield
 
