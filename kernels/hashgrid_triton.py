@@ -138,6 +138,8 @@ def hashgrid_fwd_triton(
 ) -> Tensor:  # [N, L * F]
     n, n_levels, f = x.shape[0], levels.shape[1], table.shape[1]
     out = torch.empty(n, n_levels * f, device=x.device, dtype=torch.float32)
+    if n == 0:
+        return out
     grid = (triton.cdiv(n, BLOCK), n_levels)
     _hashgrid_fwd_kernel[grid](x, table, levels, out, n, n_levels, F=f, BLOCK=BLOCK)
     return out
@@ -154,6 +156,8 @@ def hashgrid_bwd_triton(
     grad_table = torch.zeros_like(table)
     # Without NEED_DX the kernel never touches grad_x; any fp32 pointer will do.
     grad_x = torch.zeros_like(x) if need_dx else grad_table
+    if n == 0:
+        return grad_table, (grad_x if need_dx else None)
     grid = (triton.cdiv(n, BLOCK), n_levels)
     _hashgrid_bwd_kernel[grid](
         x, table, levels, grad_out, grad_table, grad_x, n, n_levels,
