@@ -104,6 +104,8 @@ def hashgrid_encode(
         raise ValueError(f"impl must be 'triton', 'cuda' or 'torch' here, got {impl!r}")
     if table.dtype != torch.float32:
         raise TypeError(f"table must be float32 for impl={impl!r}, got {table.dtype}")
+    if impl == "cuda" and x.device.type != "cuda":
+        raise ValueError(f"impl='cuda' needs x and the table on a CUDA device, got {x.device}")
     if levels is None:
         levels = level_table(cfg, table.device)
     x = x.to(torch.float32).contiguous()

@@ -137,6 +137,11 @@ def test_bad_config_and_impl():
         HashGridConfig(base_resolution=64, max_resolution=32)
     with pytest.raises(ValueError, match="impl must be one of"):
         HashGrid(SMALL, impl="magic")
+    with pytest.raises(ValueError, match="impl='cuda' needs x and the table on a CUDA device"):
+        HashGrid(SMALL, impl="cuda")(torch.rand(4, 3))
+    with pytest.raises(TypeError, match="table must be float32"):
+        hashgrid_encode(torch.rand(4, 3), torch.zeros(SMALL.total_rows, 2, dtype=torch.float64),
+                        SMALL, "triton")
 
 
 # --- Triton kernels, interpreted on CPU -------------------------------------------------
