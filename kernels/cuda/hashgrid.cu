@@ -64,10 +64,15 @@ extern "C" __global__ void hashgrid_fwd(const float* __restrict__ x,      // [N,
                         (bz ? frac[2] : 1.0f - frac[2]);
         const int row = p.base + vertex_row(cell[0] + bx, cell[1] + by, cell[2] + bz, p);
         const float* v = table + (size_t)row * n_features;
-        for (int f = 0; f < n_features; ++f) acc[f] += w * v[f];
+        // Fixed trip count with a guard keeps acc[] in registers (indices known at compile time).
+#pragma unroll
+        for (int f = 0; f < HASHGRID_MAX_FEATURES; ++f)
+            if (f < n_features) acc[f] += w * v[f];
     }
     float* o = out + (size_t)i * n_levels * n_features + level * n_features;
-    for (int f = 0; f < n_features; ++f) o[f] = acc[f];
+#pragma unroll
+    for (int f = 0; f < HASHGRID_MAX_FEATURES; ++f)
+        if (f < n_features) o[f] = acc[f];
 }
 
 extern "C" __global__ void hashgrid_bwd(const float* __restrict__ x,         // [N, 3]
@@ -87,9 +92,11 @@ extern "C" __global__ void hashgrid_bwd(const float* __restrict__ x,         // 
     bool inside[3];
     for (int d = 0; d < 3; ++d) cell_of(x[3 * i + d], resf, &cell[d], &frac[d], &inside[d]);
 
-    float g[HASHGRID_MAX_FEATURES];
+    float g[HASHGRID_MAX_FEATURES] = {0.0f};
     const float* go = grad_out + (size_t)i * n_levels * n_features + level * n_features;
-    for (int f = 0; f < n_features; ++f) g[f] = go[f];
+#pragma unroll
+    for (int f = 0; f < HASHGRID_MAX_FEATURES; ++f)
+        if (f < n_features) g[f] = go[f];
 
     float gpos[3] = {0.0f, 0.0f, 0.0f};
 #pragma unroll
@@ -100,12 +107,15 @@ extern "C" __global__ void hashgrid_bwd(const float* __restrict__ x,         // 
         const float wz = bz ? frac[2] : 1.0f - frac[2];
         const int row = p.base + vertex_row(cell[0] + bx, cell[1] + by, cell[2] + bz, p);
         const float w = wx * wy * wz;
-        for (int f = 0; f < n_features; ++f)
-            atomicAdd(grad_table + (size_t)row * n_features + f, w * g[f]);
+#pragma unroll
+        for (int f = 0; f < HASHGRID_MAX_FEATURES; ++f)
+            if (f < n_features) atomicAdd(grad_table + (size_t)row * n_features + f, w * g[f]);
         if (need_dx) {
             const float* v = table + (size_t)row * n_features;
             float dot = 0.0f;  // dL/dw for this corner
-            for (int f = 0; f < n_features; ++f) dot += v[f] * g[f];
+#pragma unroll
+            for (int f = 0; f < HASHGRID_MAX_FEATURES; ++f)
+                if (f < n_features) dot += v[f] * g[f];
             // dw/dfrac on one axis is +1 for the upper vertex, -1 for the lower one.
             gpos[0] += dot * (bx ? 1.0f : -1.0f) * wy * wz;
             gpos[1] += dot * (by ? 1.0f : -1.0f) * wx * wz;
