@@ -68,9 +68,9 @@ def _hashgrid_fwd_kernel(
     feat = tl.arange(0, F)
     acc = tl.zeros((BLOCK, F), dtype=tl.float32)
     for corner in tl.static_range(8):
-        bx: tl.constexpr = corner & 1
-        by: tl.constexpr = (corner >> 1) & 1
-        bz: tl.constexpr = (corner >> 2) & 1
+        bx = corner & 1
+        by = (corner >> 1) & 1
+        bz = (corner >> 2) & 1
         w = (bx * fx + (1 - bx) * (1.0 - fx)) * (by * fy + (1 - by) * (1.0 - fy))
         w = w * (bz * fz + (1 - bz) * (1.0 - fz))
         row = base + _vertex_row(ix + bx, iy + by, iz + bz, res, rows, dense)
@@ -109,9 +109,9 @@ def _hashgrid_bwd_kernel(
     gy = tl.zeros((BLOCK,), dtype=tl.float32)
     gz = tl.zeros((BLOCK,), dtype=tl.float32)
     for corner in tl.static_range(8):
-        bx: tl.constexpr = corner & 1
-        by: tl.constexpr = (corner >> 1) & 1
-        bz: tl.constexpr = (corner >> 2) & 1
+        bx = corner & 1
+        by = (corner >> 1) & 1
+        bz = (corner >> 2) & 1
         wx = bx * fx + (1 - bx) * (1.0 - fx)
         wy = by * fy + (1 - by) * (1.0 - fy)
         wz = bz * fz + (1 - bz) * (1.0 - fz)
