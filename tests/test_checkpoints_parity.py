@@ -1,0 +1,106 @@
+"""Numerical parity: official sgm / open_clip modules vs ours loaded through the key tables.
+
+tests/fixtures/official_tiny.pt holds what the official classes (tiny sizes, weights from
+`seeded_tensor`) computed on seeded inputs; see tests/fixtures/make_official_fixtures.py.
+Here the same weights, under their official names, go through our tables into our
+diffusers / transformers modules, which must reproduce those outputs.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from checkpoint_fixtures import FIXTURES, seeded_state_dict
+
+from engine.checkpoints.keymap import convert, fill
+from engine.checkpoints.openclip import clip_keymap
+from engine.checkpoints.sgm import unet_keymap, vae_decoder_keymap, vae_encoder_keymap
+from engine.config import tiny
+from engine.models.clip import CLIPImageTower
+from engine.models.unet import Hi3DUNet
+from engine.models.vae import VAEDecoder, VAEEncoder
+
+TOL = 2e-5  # float32, different kernels and summation orders
+
+
+@pytest.fixture(scope="module")
+def official():
+    return torch.load(FIXTURES / "official_tiny.pt", weights_only=True)
+
+
+def _load(module, keymap, keys, prefixes=("",)):
+    source = {k: v for k, v in seeded_state_dict(keys).items() if k.startswith(prefixes)}
+    fill(module, convert(keymap, source, module, type(module).__name__))
+    return module.eval()
+
+
+def _max_err(a, b):
+    return (a - b).abs().max().item()
+
+
+def _unet_error(official, sgm_resnet_eps: bool) -> float:
+    cfg = tiny()
+    ref = official["unet"]
+    unet = _load(Hi3DUNet(cfg.stage1.unet, cfg.num_frames), unet_keymap(cfg.stage1.unet), ref["keys"])
+    if sgm_resnet_eps:
+        for name, module in unet.named_modules():
+            if isinstance(module, torch.nn.GroupNorm) and "res_block." in name:
+                module.eps = 1e-5  # sgm ResBlock normalization(): GroupNorm32, eps 1e-5 at every level
+    with torch.no_grad():
+        out = unet(ref["sample"], ref["c_noise"], ref["context"], ref["vector"])
+    assert out.shape == ref["output"].shape
+    assert ref["output"].abs().max() > 0.1  # a meaningful signal, not a collapsed one
+    return _max_err(out, ref["output"])
+
+
+def test_unet_tables_match_official_video_unet(official):
+    """The key tables are exact: with sgm's resnet GroupNorm eps, ours reproduces the official UNet."""
+    err = _unet_error(official, sgm_resnet_eps=True)
+    print(f"unet (sgm resnet eps) max abs err {err:.2e}")
+    assert err < 2e-6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/models/unet.py: diffusers builds SpatioTemporalResBlocks with GroupNorm eps 1e-6 in "
+    "CrossAttnDownBlockSpatioTemporal and all up blocks; sgm uses 1e-5 (max abs err ~6e-5 on this fixture)",
+)
+def test_unet_as_built_matches_official_video_unet(official):
+    assert _unet_error(official, sgm_resnet_eps=False) < 2e-6
+
+
+@torch.no_grad()
+def test_vae_matches_official_autoencoder(official):
+    cfg = tiny()
+    ref = official["vae"]
+    encoder = _load(VAEEncoder(cfg.vae), vae_encoder_keymap(cfg.vae), ref["keys"], ("encoder.", "quant_conv."))
+    decoder = _load(VAEDecoder(cfg.vae), vae_decoder_keymap(cfg.vae), ref["keys"], ("decoder.", "post_quant_conv."))
+    mean, logvar = encoder(ref["image"])
+    decoded = decoder(ref["latent"])
+    errs = {
+        "mean": _max_err(mean, ref["mean"]),
+        "logvar": _max_err(logvar, ref["logvar"]),
+        "decoded": _max_err(decoded, ref["decoded"]),
+    }
+    print("vae max abs err", {k: f"{v:.2e}" for k, v in errs.items()})
+    assert all(e < TOL for e in errs.values()), errs
+
+
+@pytest.mark.parametrize("name", ["clip", "aesthetic_clip"])
+@torch.no_grad()
+def test_clip_tower_matches_open_clip(official, name):
+    cfg = tiny()
+    vit = cfg.clip if name == "clip" else cfg.aesthetic.clip  # gelu (OpenCLIP) / quick_gelu (OpenAI)
+    ref = official[name]
+    tower = _load(CLIPImageTower(vit), clip_keymap(vit), ref["keys"])
+    err = _max_err(tower(ref["pixels"]), ref["embeds"])
+    print(f"{name} max abs err {err:.2e}")
+    assert err < TOL
+
+
+def test_wrong_activation_is_detected(official):
+    """The parity tests can fail: the OpenAI tower run with OpenCLIP's gelu misses the reference."""
+    cfg = tiny()
+    ref = official["aesthetic_clip"]
+    tower = _load(CLIPImageTower(cfg.clip), clip_keymap(cfg.clip), ref["keys"])  # gelu, not quick_gelu
+    with torch.no_grad():
+        assert _max_err(tower(ref["pixels"]), ref["embeds"]) > 1e-3
