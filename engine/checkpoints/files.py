@@ -47,6 +47,8 @@ def _torch_load(path: Path) -> object:
     except pickle.UnpicklingError as safe_error:
         # DeepSpeed pickles also hold optimizer and config objects the safe loader refuses.
         # These are the official files the user placed; the official code loads them this way.
+        if "Unsupported global" not in str(safe_error):
+            raise CheckpointError(f"cannot read {path}: {safe_error}") from safe_error
         warnings.warn(f"{path.name}: not loadable with weights_only=True ({safe_error}); loading the full pickle")
         try:
             return torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)

@@ -131,11 +131,11 @@ def _load_stage(
     name: str, source: Mapping[str, Tensor], parts: list[Part], modules: Mapping[str, nn.Module],
     read: Reader, where: str,
 ) -> None:
-    prefixes = {p.prefix for p in parts}
+    prefixes = list(dict.fromkeys(p.prefix for p in parts))  # plan order: networks before their copies
     stray = [k for k in source if not any(k.startswith(p) for p in prefixes)]
     if stray:
         raise key_mismatch(f"{name}: keys outside every known network", [], stray)
-    for prefix in sorted(prefixes):
+    for prefix in prefixes:
         view = {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
         group = [p for p in parts if p.prefix == prefix]
         if not view:
