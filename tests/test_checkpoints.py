@@ -75,11 +75,12 @@ def test_missing_stage_file_names_file_and_layout(manifest, meta_networks):
 def test_missing_key_is_listed(manifest, meta_networks):
     stage1 = dict(manifest[STAGE1])
     del stage1["model.diffusion_model.output_blocks.5.2.conv.weight"]
+    stage1["model.diffusion_model.label_emb.0.1.weight"] = [4]  # reported together with the missing one
     with pytest.raises(CheckpointError) as info:
         load_from(full(), meta_networks, _meta_reader({STAGE1: stage1, STAGE2: manifest[STAGE2]}))
     message = str(info.value)
-    assert "1 missing and 0 unexpected" in message
-    assert "net.up_blocks.1.upsamplers.0.conv.weight" in message
+    assert "-> unet1: 1 missing and 1 unexpected" in message
+    assert "net.up_blocks.1.upsamplers.0.conv.weight" in message and "label_emb.0.1.weight" in message
 
 
 def test_unexpected_keys_are_listed_with_counts(manifest, meta_networks):

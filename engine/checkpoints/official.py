@@ -165,17 +165,15 @@ def _knows(keymap: KeyMap, key: str) -> bool:
 
 
 def _load_group(where: str, view: dict[str, Tensor], group: list[Part], modules: Mapping[str, nn.Module]) -> None:
-    """Split `view` among parts sharing a prefix (first table that knows a key owns it), then load each."""
+    """Split `view` among parts sharing a prefix (first table that knows a key owns it), then load each.
+
+    Keys no table knows go to the first part, whose accounting then reports them as unexpected
+    next to whatever it misses.
+    """
     owned: list[dict[str, Tensor]] = [{} for _ in group]
-    orphans = []
     for key, tensor in view.items():
-        owner = next((i for i, p in enumerate(group) if _knows(p.keymap, key)), None)
-        if owner is None:
-            orphans.append(key)
-        else:
-            owned[owner][key] = tensor
-    if orphans:
-        raise key_mismatch(where, [], orphans)
+        owner = next((i for i, p in enumerate(group) if _knows(p.keymap, key)), 0)
+        owned[owner][key] = tensor
     for part, keys in zip(group, owned):
         target = modules[part.module].get_submodule(part.sub) if part.sub else modules[part.module]
         label = f"{where} -> {part.module}{'.' + part.sub if part.sub else ''}"
