@@ -53,6 +53,14 @@ def test_full_official_files_fill_every_parameter(manifest, meta_networks):
     load_from(full(), meta_networks, _meta_reader({STAGE1: manifest[STAGE1], STAGE2: manifest[STAGE2]}))
 
 
+def test_stage2_training_degrader_is_known_unused(manifest, meta_networks):
+    stage2 = manifest[STAGE2] | {"warp_model.jpeger.compress.l1.y_table": [8, 8]}
+    load_from(full(), meta_networks, _meta_reader({STAGE1: manifest[STAGE1], STAGE2: stage2}))
+    stage1 = manifest[STAGE1] | {"warp_model.jpeger.compress.l1.y_table": [8, 8]}  # stage 1 has no such trainer
+    with pytest.raises(CheckpointError, match="keys outside every known network"):
+        load_from(full(), meta_networks, _meta_reader({STAGE1: stage1, STAGE2: manifest[STAGE2]}))
+
+
 def test_ckpts_files_fill_networks_missing_from_stage_files(manifest, meta_networks):
     """Stage files without the frozen conditioners: the ckpts/ files (whole CLIPs, MiDaS, MLP) fill them."""
     stage1 = _without(manifest[STAGE1], ("conditioner.embedders.0.", "conditioner.embedders.1."))

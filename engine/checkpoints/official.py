@@ -32,13 +32,27 @@ OPENAI_VIT_L = "ckpts/ViT-L-14.pt"
 AESTHETIC_MLP = "ckpts/metric_models/sac+logos+ava1-l14-linearMSE.pth"
 MIDAS = "ckpts/dpt_hybrid_384.pt"
 
-LAYOUT = f"""expected layout of the weights directory (any file may also be .safetensors):
-  {STAGE1}       Hi3D stage 1 (DeepSpeed checkpoint)
-  {STAGE2}      Hi3D stage 2 (DeepSpeed checkpoint)
-  {OPEN_CLIP}    OpenCLIP ViT-H-14 (only if the stage files lack it)
-  {OPENAI_VIT_L}                  OpenAI CLIP ViT-L/14 (only if {STAGE1} lacks it)
-  {AESTHETIC_MLP}  LAION aesthetic MLP (same)
-  {MIDAS}            MiDaS DPT-Hybrid (only if {STAGE2} lacks it)"""
+_ROLES = {
+    STAGE1: "Hi3D stage 1 (DeepSpeed checkpoint)",
+    STAGE2: "Hi3D stage 2 (DeepSpeed checkpoint)",
+    OPEN_CLIP: "OpenCLIP ViT-H-14, read only if the stage files lack it",
+    OPENAI_VIT_L: f"OpenAI CLIP ViT-L/14, read only if {STAGE1} lacks it",
+    AESTHETIC_MLP: f"LAION aesthetic MLP, read only if {STAGE1} lacks it",
+    MIDAS: f"MiDaS DPT-Hybrid, read only if {STAGE2} lacks it",
+}
+LAYOUT = "expected layout of the weights directory (any file may also be .safetensors):\n" + "\n".join(
+    f"  {path:<{max(map(len, _ROLES))}}  {role}" for path, role in _ROLES.items()
+)
+
+# Whole subtrees a stage file may hold that no inference network uses.
+UNUSED = {
+    STAGE1: {},
+    STAGE2: {
+        # vtdm_gen_stage2_degradeImage.VideoLDM builds DegradedImages.jpeger (basicsr DiffJPEG, with
+        # quantisation-table parameters) inside forward, so a trained checkpoint may carry it.
+        "warp_model.": "training-time image degradation of the stage-2 trainer; inference never degrades",
+    },
+}
 
 Reader = Callable[[str], "Mapping[str, Tensor] | None"]  # relative path -> state dict, None if absent
 
@@ -132,7 +146,8 @@ def _load_stage(
     read: Reader, where: str,
 ) -> None:
     prefixes = list(dict.fromkeys(p.prefix for p in parts))  # plan order: networks before their copies
-    stray = [k for k in source if not any(k.startswith(p) for p in prefixes)]
+    known = (*prefixes, *UNUSED[name])
+    stray = [k for k in source if not k.startswith(known)]
     if stray:
         raise key_mismatch(f"{name}: keys outside every known network", [], stray)
     for prefix in prefixes:
