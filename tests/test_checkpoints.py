@@ -112,3 +112,9 @@ def test_shape_mismatch_names_key_expected_and_got(manifest, meta_networks):
     message = str(info.value)
     assert "input_blocks.0.0.weight -> net.conv_in.weight" in message
     assert "expected (320, 17, 3, 3), got (320, 8, 3, 3)" in message
+
+
+def test_network_without_any_source_is_named(manifest, meta_networks):
+    stage1 = _without(manifest[STAGE1], ("first_stage_model.",))  # the VAE has no ckpts/ fallback
+    with pytest.raises(CheckpointError, match=r"no weights for vae_encoder: first_stage\.pt has no 'first_stage_model\.\*' keys\n"):
+        load_from(full(), meta_networks, _meta_reader({STAGE1: stage1, STAGE2: manifest[STAGE2]}))

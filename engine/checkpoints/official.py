@@ -167,11 +167,8 @@ def _load_fallbacks(
             continue  # a copy we would only have compared
         fallback = read(part.fallback) if part.fallback else None
         if fallback is None:
-            wanted = f" nor {part.fallback}" if part.fallback else ""
-            raise CheckpointError(
-                f"no weights for {part.module}: {name} has no '{prefix}*' keys{wanted} was found in "
-                f"{where or 'the weights directory'}\n{LAYOUT}"
-            )
+            absent = f", and {part.fallback} is not in {where or 'the weights directory'}" if part.fallback else ""
+            raise CheckpointError(f"no weights for {part.module}: {name} has no '{prefix}*' keys{absent}\n{LAYOUT}")
         _load_group(part.fallback, dict(fallback), [Part("", part.module, part.fallback_keymap, part.sub)], modules)
 
 
