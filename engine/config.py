@@ -72,7 +72,7 @@ class DepthConfig:
     out_indices: tuple[int, ...] = (2, 5, 8, 11)
     neck_hidden_sizes: tuple[int, ...] = (256, 512, 768, 768)  # first two = BiT stage widths
     fusion_hidden_size: int = 256
-    head_hidden_size: int = 32
+    head_hidden_size: int = 32  # fixed at 32 in MiDaS
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def tiny() -> Hi3DConfig:
         depth=DepthConfig(
             hidden_size=32, layers=4, heads=2, mlp_dim=64, image_size=32, backbone_depths=(1, 1, 1),
             backbone_width=32, out_indices=(0, 1, 2, 3), neck_hidden_sizes=(128, 256, 32, 32),
-            fusion_hidden_size=16, head_hidden_size=8,
+            fusion_hidden_size=16, head_hidden_size=32,
         ),
     )
 

@@ -5,6 +5,8 @@ frame, so only its shape matters downstream, not its scale.
 """
 from __future__ import annotations
 
+import functools
+
 from torch import Tensor, nn
 from transformers import BitConfig, DPTConfig, DPTForDepthEstimation
 
@@ -47,6 +49,10 @@ class DepthModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.model = DPTForDepthEstimation(dpt_config(cfg))
+        # MiDaS resizes its position grid to any input size; transformers only does so when
+        # asked, and DPTForDepthEstimation does not pass the flag down.
+        embeddings = self.model.dpt.embeddings
+        embeddings.forward = functools.partial(embeddings.forward, interpolate_pos_encoding=True)
 
     def forward(self, pixels: Tensor) -> Tensor:  # [N, 3, S, S] normalised to [-1, 1] -> [N, S, S]
         return self.model(pixel_values=pixels).predicted_depth

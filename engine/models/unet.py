@@ -29,6 +29,11 @@ class Hi3DUNet(nn.Module):
             num_frames=num_frames,
         )
         self.net.add_time_proj = nn.Identity()
+        # diffusers builds some SpatioTemporalResBlocks with GroupNorm eps 1e-6; sgm uses 1e-5
+        # everywhere (the official-parity test in tests/test_checkpoints_parity.py catches this).
+        for name, m in self.net.named_modules():
+            if isinstance(m, nn.GroupNorm) and "res_block." in name:
+                m.eps = 1e-5
 
     def forward(
         self,
