@@ -1,0 +1,191 @@
+"""Image -> 16 orbit views at stage-1 resolution -> 16 refined views at stage-2 resolution.
+
+Backend-agnostic: every network is a `Runner` from `engine.backends`. Randomness comes
+from one CPU `torch.Generator` seeded per call, drawn in a fixed order, so a seed gives
+the same views on any device and backend (up to the backend's numerics).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine import conditioning as cond
+from engine import sampling
+from engine.backends import Networks, Runner
+from engine.config import Hi3DConfig, StageConfig
+
+Progress = Callable[[str, int, int], None]  # (stage, step, total)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    elevation: float = 0.0  # degrees; the model was trained on -10..40
+    seed: int = 0
+    steps: int | None = None  # None: the preset's (25 for `full`)
+    cfg_max1: float | None = None  # guidance of the last frame, stage 1 (None: 2.5)
+    cfg_max2: float | None = None  # likewise for stage 2 (None: 2.0)
+
+    def validate(self) -> None:
+        if not -90.0 <= self.elevation <= 90.0:
+            raise ValueError(f"elevation must be in [-90, 90] degrees, got {self.elevation}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+
+
+@dataclass(frozen=True)
+class StageConditions:
+    """What one stage's UNet is conditioned on, as the CFG batch [uncond, cond]."""
+
+    context: Tensor  # [2, 1, D] CLIP embedding (zeros in the uncond row)
+    vector: Tensor  # [2, V] the same in both rows
+    concat: Tensor  # [2, F, C, h, w] channels appended to the noisy latent (zeros when uncond)
+
+
+@dataclass(frozen=True)
+class Views:
+    stage1: Tensor  # [F, 3, R1, R1] in [-1, 1]
+    stage2: Tensor  # [F, 3, R2, R2] in [-1, 1]
+
+
+class Hi3DPipeline:
+    def __init__(self, cfg: Hi3DConfig, nets: Networks):
+        self.cfg = cfg
+        self.nets = nets
+
+    # --- helpers -------------------------------------------------------------------
+    def _run(self, runner: Runner, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        out = runner(*(x.to(self.nets.device, self.nets.dtype) for x in xs))
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
+    def _encode_mode(self, images: Tensor) -> Tensor:
+        mean, _ = self._run(self.nets.vae_encoder, images)
+        return mean
+
+    def _cfg_batch(self, context: Tensor, vector: Tensor, concat: Tensor) -> StageConditions:
+        """Uncond row first: CLIP context and concat channels zeroed, vector kept (as upstream)."""
+        return StageConditions(
+            context=torch.cat([torch.zeros_like(context), context])[:, None],
+            vector=torch.cat([vector, vector]),
+            concat=torch.stack([torch.zeros_like(concat), concat]),
+        )
+
+    # --- conditions ----------------------------------------------------------------
+    def stage1_conditions(self, image: Tensor, elevation: float, g: torch.Generator) -> StageConditions:
+        """image [1, 3, R1, R1] in [-1, 1] -> conditions of the stage-1 UNet."""
+        c, n = self.cfg, self.cfg.num_frames
+        noisy = image + c.cond_aug * torch.randn(image.shape, generator=g)
+        latent = self._encode_mode(noisy)  # [1, 4, h, w], unscaled
+        context = self._run(self.nets.clip, cond.clip_pixels(image, c.clip.image_size))  # [1, D]
+        aesthetic = self._run(self.nets.aesthetic, cond.aesthetic_pixels(image, c.aesthetic.clip.image_size))
+        vector = cond.stage1_vector(aesthetic.cpu(), elevation, c.cond_aug)
+        return self._cfg_batch(context.cpu(), vector, latent.cpu().expand(n, -1, -1, -1))
+
+    def stage2_inputs(self, image: Tensor, views1: Tensor) -> Tensor:
+        """Frame 0: the input image at R2; frames 1..: stage-1 views bilinearly upsampled."""
+        r2 = self.cfg.stage2.resolution
+        up = F.interpolate(views1[1:].float(), (r2, r2), mode="bilinear")
+        return torch.cat([image, up])  # [F, 3, R2, R2]
+
+    def stage2_conditions(self, frames: Tensor, elevation: float, g: torch.Generator) -> StageConditions:
+        """frames [F, 3, R2, R2] in [-1, 1] -> conditions of the stage-2 UNet."""
+        c = self.cfg
+        noisy = frames + c.cond_aug * torch.randn(frames.shape, generator=g)
+        latents = torch.cat([self._encode_mode(f[None]).cpu() for f in noisy])  # per frame, as upstream
+        size = cond.depth_input_size(frames.shape[-1], c.depth_scale)
+        disparity = torch.cat([self._run(self.nets.depth, cond.depth_pixels(f[None], size)).cpu() for f in noisy])
+        depth = cond.depth_channels(disparity, latents.shape[-2:], c.depth_shuffle)  # [F, 9, h, w]
+        context = self._run(self.nets.clip, cond.clip_pixels(frames[:1], c.clip.image_size)).cpu()
+        vector = cond.stage2_vector(1, elevation, c.cond_aug)
+        return self._cfg_batch(context, vector, torch.cat([depth, latents], dim=1))
+
+    def blend_references(self, frames: Tensor, g: torch.Generator) -> Tensor:
+        """Scaled posterior *samples* of the clean stage-2 inputs (upstream samples, not modes)."""
+        refs = []
+        for f in frames:
+            mean, logvar = self._run(self.nets.vae_encoder, f[None])
+            eps = torch.randn(mean.shape, generator=g)
+            refs.append((mean.cpu() + torch.exp(0.5 * logvar.cpu()) * eps) * self.cfg.vae.scaling_factor)
+        return torch.cat(refs)  # [F, 4, h, w]
+
+    # --- sampling ------------------------------------------------------------------
+    def sample(
+        self,
+        unet: Runner,
+        stage: StageConfig,
+        conds: StageConditions,
+        noise: Tensor,  # [F, 4, h, w] unit Gaussian
+        steps: int,
+        cfg_max: float,
+        blend_refs: Tensor | None = None,  # [F, 4, h, w] stage 2 only
+        progress: Progress | None = None,
+        name: str = "stage",
+    ) -> Tensor:  # [F, 4, h, w] scaled latents
+        s = stage.sampler
+        sigmas = sampling.edm_sigmas(steps, s.sigma_min, s.sigma_max, s.rho)
+        scales = sampling.cfg_scales(noise.shape[0], s.cfg_min, cfg_max)
+        x = sampling.initial_latent(noise, float(sigmas[0]))
+        for i in range(steps):
+            sigma = sigmas[i]
+            if blend_refs is not None:
+                alpha = sampling.blend_alpha(i, steps, self.cfg.blend_power)
+                x = sampling.blend(x, noise, blend_refs, sigma, alpha)
+            _, _, c_in, c_noise = sampling.v_scalings(sigma)
+            sample = torch.cat([(c_in * x).expand(2, *x.shape), conds.concat], dim=2)  # [2, F, C, h, w]
+            out = self._run(unet, sample, c_noise.expand(2), conds.context, conds.vector).cpu()
+            d = sampling.denoised(x, out, sigma)  # [2, F, 4, h, w]
+            x = sampling.euler_step(x, sampling.guide(d[0], d[1], scales), sigma, sigmas[i + 1])
+            if progress:
+                progress(name, i + 1, steps)
+        return x
+
+    def decode(self, latents: Tensor, chunk: int) -> Tensor:
+        """Scaled latents -> [-1, 1] pixels, `chunk` frames at a time (upstream: 16 then 1)."""
+        z = latents / self.cfg.vae.scaling_factor
+        out = [self._run(self.nets.vae_decoder, z[i : i + chunk]).cpu() for i in range(0, len(z), chunk)]
+        return torch.cat(out).clamp(-1.0, 1.0)
+
+    # --- the whole path ------------------------------------------------------------
+    def generate_stage1(self, image1: Tensor, p: GenerationParams, progress: Progress | None = None) -> Tensor:
+        """image1 [1, 3, R1, R1] -> views [F, 3, R1, R1]. Draws: cond noise, then latent noise."""
+        c = self.cfg
+        g = torch.Generator().manual_seed(p.seed)
+        conds = self.stage1_conditions(image1, p.elevation, g)
+        h = c.stage1.resolution // c.latent_factor
+        noise = torch.randn((c.num_frames, c.vae.latent_channels, h, h), generator=g)
+        steps = p.steps or c.stage1.sampler.steps
+        cfg_max = p.cfg_max1 if p.cfg_max1 is not None else c.stage1.sampler.cfg_max
+        latents = self.sample(self.nets.unet1, c.stage1, conds, noise, steps, cfg_max, None, progress, "stage1")
+        return self.decode(latents, chunk=c.num_frames)
+
+    def generate_stage2(
+        self, image2: Tensor, views1: Tensor, p: GenerationParams, progress: Progress | None = None
+    ) -> Tensor:
+        """image2 [1, 3, R2, R2] + stage-1 views -> views [F, 3, R2, R2]."""
+        c = self.cfg
+        g = torch.Generator().manual_seed(p.seed + 1)  # independent of stage 1's draws
+        frames = self.stage2_inputs(image2, views1)
+        conds = self.stage2_conditions(frames, p.elevation, g)
+        refs = self.blend_references(frames, g)
+        noise = torch.randn(refs.shape, generator=g)
+        steps = p.steps or c.stage2.sampler.steps
+        cfg_max = p.cfg_max2 if p.cfg_max2 is not None else c.stage2.sampler.cfg_max
+        latents = self.sample(self.nets.unet2, c.stage2, conds, noise, steps, cfg_max, refs, progress, "stage2")
+        return self.decode(latents, chunk=1)
+
+    def __call__(
+        self, image1: Tensor, image2: Tensor, p: GenerationParams, progress: Progress | None = None
+    ) -> Views:
+        """image1/image2: the preprocessed input at R1 and R2, [1, 3, R, R] in [-1, 1]."""
+        p.validate()
+        for name, img, r in (("image1", image1, self.cfg.stage1.resolution), ("image2", image2, self.cfg.stage2.resolution)):
+            if tuple(img.shape) != (1, 3, r, r):
+                raise ValueError(f"{name} must have shape (1, 3, {r}, {r}), got {tuple(img.shape)}")
+        views1 = self.generate_stage1(image1, p, progress)
+        views2 = self.generate_stage2(image2, views1, p, progress)
+        return Views(stage1=views1, stage2=views2)

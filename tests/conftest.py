@@ -1,0 +1,17 @@
+import pytest
+import torch
+
+from engine.backends.torch_backend import load_modules, torch_networks
+from engine.config import tiny
+from engine.pipeline import Hi3DPipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    return tiny().with_steps(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_cfg):
+    nets = torch_networks(load_modules(tiny_cfg), torch.device("cpu"), torch.float32)
+    return Hi3DPipeline(tiny_cfg, nets)
