@@ -19,7 +19,7 @@ from torch import nn
 from engine.backends import NETWORK_NAMES
 from engine.config import Hi3DConfig
 from export.onnx_export import OnnxArtifact, ensure_onnx, export_key, weights_fingerprint
-from export.specs import export_specs
+from export.specs import export_specs, network_config
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class OnnxExporter:
         self.cfg, self.weights, self.out, self.device = cfg, weights, out, torch.device(device)
         self.parity_points, self.log = parity_points, log
         self.specs = export_specs(cfg)
-        self.weights_id = weights_fingerprint(weights, cfg.seed_weights)
+        self.weights_id = weights_fingerprint(weights, cfg)
         self.modules: dict[str, nn.Module] = {}
 
     def _module(self, name: str) -> nn.Module:
@@ -89,7 +89,7 @@ class OnnxExporter:
     def ensure(self, name: str) -> OnnxArtifact:
         """Export (fp32, on the device) unless a valid cached file exists; parity-checked.
         Raises ParityError naming the worst element when ONNX Runtime disagrees."""
-        key = export_key(self.specs[name], repr(self.cfg), self.weights_id)
+        key = export_key(self.specs[name], network_config(self.cfg, name), self.weights_id)
         try:
             return ensure_onnx(self.specs[name], key, self.out.onnx_path(name), lambda: self._module(name),
                                self.parity_points, self.log)

@@ -22,7 +22,9 @@ from torch import nn
 
 from export import artifacts
 from export.parity import ParityReport, check_parity
-from export.specs import OPSET, ExportSpec
+from engine.backends import NETWORK_NAMES
+from engine.config import Hi3DConfig
+from export.specs import OPSET, ExportSpec, network_config
 
 PROTOBUF_LIMIT = 2**31 - 1  # one protobuf message; bigger models keep weights outside
 
@@ -35,10 +37,13 @@ class OnnxArtifact:
     parity: ParityReport | None  # None when found cached (its report is in the sidecar)
 
 
-def weights_fingerprint(weights: Path | None, seed: int) -> str:
+def weights_fingerprint(weights: Path | None, cfg: Hi3DConfig) -> str:
     """Identity of the weights without reading them: file names, sizes, mtimes."""
     if weights is None:
-        return f"random(seed={seed})"
+        # Random weights are one seeded draw over all networks in turn (engine.models):
+        # any network's configuration changes every later network's weights.
+        parts = [network_config(cfg, n) for n in NETWORK_NAMES]
+        return f"random(seed={cfg.seed_weights}, networks={artifacts.key_hash({'parts': parts})[:16]})"
     files = sorted(p for p in Path(weights).rglob("*") if p.is_file())
     listing = [(str(p.relative_to(weights)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return artifacts.key_hash({"dir": str(Path(weights).resolve()), "files": listing})

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from engine.backends import NETWORK_NAMES
+from engine.conditioning import depth_input_size
 from engine.config import Hi3DConfig
 
 MAX_BATCH = 8  # requests the server may batch into one UNet call (x2 with CFG fits in 8)
@@ -108,8 +109,23 @@ def _ladder(low: int, high: int) -> Dim:
 
 
 def depth_size(cfg: Hi3DConfig) -> int:
-    """Side of the depth model's input: int(H / depth_scale / 32) * 32 at the stage-2 size."""
-    return int(cfg.stage2.resolution / cfg.depth_scale / 32) * 32
+    """Side of the depth model's input at the stage-2 resolution (384 in `full`)."""
+    return depth_input_size(cfg.stage2.resolution, cfg.depth_scale)
+
+
+def network_config(cfg: Hi3DConfig, network: str) -> str:
+    """The part of the configuration one network's weights and graph depend on (the
+    sampler settings, say, do not: changing them must not invalidate an export)."""
+    part = {
+        "clip": cfg.clip,
+        "aesthetic": cfg.aesthetic,
+        "vae_encoder": cfg.vae,
+        "vae_decoder": cfg.vae,
+        "unet1": (cfg.stage1.unet, cfg.num_frames),
+        "unet2": (cfg.stage2.unet, cfg.num_frames),
+        "depth": cfg.depth,
+    }[network]
+    return repr(part)
 
 
 def _unet(cfg: Hi3DConfig, stage: int) -> ExportSpec:

@@ -111,6 +111,8 @@ def ensure_engine(
     record = artifacts.read_sidecar(onnx_path)
     if record is None or onnx_path.name not in record["files"]:
         raise FileNotFoundError(f"{onnx_path} has no sidecar: export it first (export/build_engines.py)")
+    if artifacts.sha256_file(onnx_path) != record["files"][onnx_path.name]:
+        raise ValueError(f"{onnx_path} is corrupt (sha256 differs from its sidecar): re-export it first")
     profile = profile_from_onnx(onnx_path, spec)
     key = engine_key(record["files"][onnx_path.name], env, precision, profile)
     path = engine_path(engines_dir, spec.network, key)
@@ -121,8 +123,6 @@ def ensure_engine(
     if path.exists():
         log(f"[{spec.network}] cached engine not used: {verdict.reason}; rebuilding")
     artifacts.invalidate(path)
-    if artifacts.sha256_file(onnx_path) != key["onnx_sha256"]:
-        raise ValueError(f"{onnx_path} is corrupt (sha256 differs from its sidecar): re-export it before building")
     log(f"[{spec.network}] building {precision} engine, profile {profile}")
     cache_file = timing_cache_path(engines_dir, env)
     start = time.perf_counter()
