@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("name", ["clip", "vae_encoder"])
-def test_full_network_exports_and_matches_torch(tmp_path, name, one_thread):
+def test_full_network_exports_and_matches_torch(tmp_path, name):
     cfg = full()
     spec = export_specs(cfg)[name]
     # Only this network is built (all seven full-size networks need ~18 GB).

@@ -35,7 +35,7 @@ def _inputs(cfg):
     return torch.rand(1, 3, r1, r1, generator=g) * 2 - 1, torch.rand(1, 3, r2, r2, generator=g) * 2 - 1
 
 
-def test_pipeline_views_match_torch(ort_networks, tiny_pipeline, tiny_cfg, one_thread):
+def test_pipeline_views_match_torch(ort_networks, tiny_pipeline, tiny_cfg):
     """Stage 1 end to end, and stage 2 from the same stage-1 views.
 
     Tolerances: every network matches to ~1e-5, except the tiny stage-1 UNet (~1e-3, a
