@@ -1,0 +1,136 @@
+"""PNG plots of benchmark JSON (matplotlib, Agg: no display needed).
+
+    python -m bench.plots stages results/latency.json --out results/stages.png
+    python -m bench.plots concurrency results/serving.json --out results/concurrency.png
+
+`stages`: one stacked bar per backend of where an end-to-end run's time goes (median of
+each stage; per-step figures are not stacked, they are inside `sample`).
+`concurrency`: median and p90 latency, and throughput, against the number of concurrent
+clients. Its input is the serving benchmark's JSON:
+
+    {"machine": {...},
+     "results": [{"concurrency": 1, "label": "ensemble",            # label optional: one line each
+                  "latency": {"median_ms": .., "p90_ms": .., ...},  # bench.common.summarize
+                  "throughput_per_s": ..}, ...]}
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+from bench.common import read_json  # noqa: E402
+from bench.latency import STACK  # noqa: E402
+
+
+def _save(fig: plt.Figure, out: Path) -> Path:
+    """Atomic: render to a temp file beside `out`, then rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".png", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def stage_breakdown(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{backend: {stage: median seconds}} for the stages that exist in the report."""
+    backends = latency.get("backends")
+    if not backends:
+        raise ValueError("latency JSON has no 'backends': is it bench/latency.py output?")
+    return {
+        b: {s: r["components"][s]["median_ms"] / 1e3 for s in STACK if s in r.get("components", {})}
+        for b, r in backends.items()
+    }
+
+
+def plot_stages(latency: dict[str, Any], out: Path) -> Path:
+    data = stage_breakdown(latency)
+    stages = [s for s in STACK if any(s in d for d in data.values())]
+    if not stages:
+        raise ValueError("latency JSON has none of the stages to plot: " + ", ".join(STACK))
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(data), 5))
+    colours = plt.get_cmap("tab20").colors
+    bottoms = [0.0] * len(data)
+    for i, s in enumerate(stages):
+        heights = [d.get(s, 0.0) for d in data.values()]
+        ax.bar(list(data), heights, bottom=bottoms, label=s, color=colours[i % len(colours)], width=0.6)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    for x, total in enumerate(bottoms):
+        ax.text(x, total, f"{total:.2f} s", ha="center", va="bottom")
+    m = latency.get("machine", {})
+    ax.set_ylabel("seconds (median per stage)")
+    ax.set_title(f"Hi3D {latency.get('preset')} preset, {latency.get('steps')} steps, "
+                 f"{m.get('gpu', m.get('device', ''))} {latency.get('dtype', '')}", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return _save(fig, out)
+
+
+def concurrency_series(serving: dict[str, Any]) -> dict[str, list[tuple[int, float, float, float | None]]]:
+    """{label: [(concurrency, median ms, p90 ms, throughput/s), ...] sorted by concurrency}."""
+    results = serving.get("results")
+    if not isinstance(results, list) or not results:
+        raise ValueError("serving JSON needs a non-empty 'results' list (see bench/plots.py docstring)")
+    series: dict[str, list] = defaultdict(list)
+    for i, r in enumerate(results):
+        try:
+            lat = r["latency"]
+            point = (int(r["concurrency"]), float(lat["median_ms"]), float(lat.get("p90_ms", lat["median_ms"])),
+                     r.get("throughput_per_s"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"serving JSON results[{i}] lacks concurrency / latency.median_ms: {e}") from e
+        series[str(r.get("label", "latency"))].append(point)
+    return {k: sorted(v) for k, v in series.items()}
+
+
+def plot_concurrency(serving: dict[str, Any], out: Path) -> Path:
+    series = concurrency_series(serving)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    tput_ax = None
+    for label, pts in series.items():
+        c = [p[0] for p in pts]
+        line, = ax.plot(c, [p[1] for p in pts], marker="o", label=f"{label} median")
+        ax.plot(c, [p[2] for p in pts], ls="--", color=line.get_color(), label=f"{label} p90")
+        if all(p[3] is not None for p in pts):
+            tput_ax = tput_ax or ax.twinx()
+            tput_ax.plot(c, [p[3] for p in pts], ls=":", marker="s", color=line.get_color(), label=f"{label} throughput")
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("latency ms")
+    ax.set_xscale("log", base=2)
+    if tput_ax is not None:
+        tput_ax.set_ylabel("requests / s (dotted)")
+    handles, labels = ax.get_legend_handles_labels()
+    if tput_ax is not None:
+        h2, l2 = tput_ax.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, fontsize=8, loc="upper left")
+    m = serving.get("machine", {})
+    ax.set_title(f"latency vs concurrency ({m.get('gpu', m.get('cpu', ''))})", fontsize=9)
+    return _save(fig, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="PNG plots of benchmark JSON")
+    ap.add_argument("kind", choices=["stages", "concurrency"])
+    ap.add_argument("json", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    data = read_json(args.json)
+    path = (plot_stages if args.kind == "stages" else plot_concurrency)(data, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
