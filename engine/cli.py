@@ -119,6 +119,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    # transformers warns at import that its (unused) image processors want torchvision
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
