@@ -28,6 +28,19 @@ NOISE_NOTE = (
     "ratios measured in one run (interleaved iterations) are what to trust."
 )
 
+# The components bench/latency.py reports, in pipeline order: the shared vocabulary of
+# the JSON files, the tables and the plots.
+COMPONENTS = (
+    "stage1.conditions", "stage1.unet_step", "stage1.sample", "stage1.decode", "stage1.total",
+    "stage2.conditions", "stage2.depth", "stage2.blend_refs", "stage2.unet_step", "stage2.sample",
+    "stage2.decode", "stage2.total", "recon.3dgs", "recon.neus", "recon.marching_cubes", "recon.total", "end_to_end",
+)
+# What a stacked bar of one end-to-end run is made of (no overlaps, no per-step figures).
+STACK = (
+    "stage1.conditions", "stage1.sample", "stage1.decode", "stage2.conditions", "stage2.blend_refs",
+    "stage2.sample", "stage2.decode", "recon.3dgs", "recon.neus", "recon.marching_cubes",
+)
+
 
 def synchronize(device: torch.device | str) -> None:
     """Wait for queued device work so that a wall-clock reading covers it."""

@@ -20,7 +20,7 @@ max(FLOPs / peak FLOP/s, weight bytes / HBM bandwidth).
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
 import torch
@@ -100,7 +100,8 @@ class TrafficCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not func.is_view and func is not aten.detach.default:
+        # prim ops (device, layout queries) move no data; views alias their input.
+        if func.namespace == "aten" and not func.is_view and func is not aten.detach.default:
             self.elements += sum(t.numel() for t in tree_leaves((args, kwargs, out)) if isinstance(t, Tensor))
         return out
 
@@ -163,6 +164,14 @@ def pipeline_costs(cfg: Hi3DConfig) -> list[Cost]:
     ]
 
 
+def load_costs(path: str, preset_name: str) -> list[Cost]:
+    data = read_json(path)
+    if data.get("preset") != preset_name:
+        raise SystemExit(f"--costs {path} counted preset {data.get('preset')!r}, not {preset_name!r}")
+    names = {f.name for f in fields(Cost)}
+    return [Cost(**{k: v for k, v in rec.items() if k in names}) for rec in data["costs"]]
+
+
 def measured_medians(latency: dict[str, Any], component: str) -> dict[str, float]:
     """{backend: median ms} of one component in a bench/latency.py JSON."""
     out = {}
@@ -197,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="full", choices=["full", "tiny"])
     ap.add_argument("--latency", help="a bench/latency.py JSON whose medians to print beside the bounds")
+    ap.add_argument("--costs", help="a JSON this script wrote: reuse its counts instead of counting again")
     ap.add_argument("--out", help="write the counts and bounds here as JSON")
     args = ap.parse_args(argv)
     cfg = preset(args.preset)
@@ -204,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     if latency is not None and latency.get("preset") != cfg.name:
         raise SystemExit(f"--latency {args.latency} measured preset {latency.get('preset')!r}, "
                          f"not {cfg.name!r}: the bounds would not be comparable")
-    costs = pipeline_costs(cfg)
+    costs = load_costs(args.costs, cfg.name) if args.costs else pipeline_costs(cfg)
     table, records = report(costs, H100_SXM, latency)
     unet = costs[0]
     print(f"UNet parameters: {unet.params:,} (stage 1), {costs[1].params:,} (stage 2)")

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.common import (
-    NOISE_NOTE, PeakRSS, Recorder, cuda_peak_bytes, format_table, machine_info, mib, reset_cuda_peak,
+    COMPONENTS, NOISE_NOTE, PeakRSS, Recorder, cuda_peak_bytes, format_table, machine_info, mib, reset_cuda_peak,
     summarize, write_json,
 )
 from engine.backends import BACKENDS, Networks, Runner
@@ -44,18 +44,6 @@ from engine.config import Hi3DConfig, StageConfig, preset
 from engine.pipeline import GenerationParams, Hi3DPipeline
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-COMPONENTS = (
-    "stage1.conditions", "stage1.unet_step", "stage1.sample", "stage1.decode",
-    "stage2.conditions", "stage2.depth", "stage2.blend_refs", "stage2.unet_step", "stage2.sample",
-    "stage2.decode", "recon.3dgs", "recon.neus", "recon.marching_cubes", "recon.total", "end_to_end",
-)
-# What a stacked bar of one end-to-end run is made of (no overlaps, no per-step figures).
-STACK = (
-    "stage1.conditions", "stage1.sample", "stage1.decode", "stage2.conditions", "stage2.blend_refs",
-    "stage2.sample", "stage2.decode", "recon.3dgs", "recon.neus", "recon.marching_cubes",
-)
-
-
 @dataclass(frozen=True)
 class BenchSetup:
     cfg: Hi3DConfig
@@ -63,6 +51,7 @@ class BenchSetup:
     dtype: torch.dtype
     weights: Path | None = None
     artifacts_dir: Path | None = None
+    threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
 
 
 def make_networks(backend: str, setup: BenchSetup, modules: Callable[[], dict[str, nn.Module]]) -> Networks:
@@ -76,8 +65,16 @@ def make_networks(backend: str, setup: BenchSetup, modules: Callable[[], dict[st
         factory = importlib.import_module("engine.backends.factory")
     except ModuleNotFoundError as e:
         raise SystemExit(f"backend {backend!r} needs engine.backends.factory, which this checkout lacks ({e})")
-    artifacts = setup.artifacts_dir or Path("artifacts") / setup.cfg.name
-    return factory.make_networks(backend, setup.cfg, setup.weights, setup.device, setup.dtype, artifacts)
+    # Missing or stale ONNX graphs are exported there first (the factory says so).
+    artifacts = setup.artifacts_dir or Path("build")
+    nets = factory.make_networks(backend, setup.cfg, setup.weights, setup.device, setup.dtype, artifacts)
+    if backend == "onnxruntime" and setup.threads is not None:
+        # Same thread count as torch, so that a ratio compares runtimes, not thread pools.
+        from engine.backends.onnxruntime_backend import OnnxRuntimeRunner
+
+        runners = {n: OnnxRuntimeRunner(r.path, r.device, threads=setup.threads) for n, r in nets.runners().items()}
+        nets = Networks(**runners, device=nets.device, dtype=nets.dtype)
+    return nets
 
 
 class _TimedRunner:
@@ -146,14 +143,14 @@ def collapse(recorder: Recorder, iters: int) -> dict[str, dict[str, float]]:
     for name, samples in recorder.samples.items():
         if name.endswith(".unet1") or name.endswith(".unet2"):
             out[name.split(".")[0] + ".unet_step"] = summarize(samples)
-        elif name in COMPONENTS or name.endswith(".total"):
+        elif name in COMPONENTS:
             out[name] = summarize(samples)
     for stage in ("stage1", "stage2"):
         depth = recorder.samples.get(f"{stage}.depth")
         if depth and len(depth) % iters == 0:  # calls per iteration -> one sum per iteration
             k = len(depth) // iters
             out[f"{stage}.depth"] = summarize([sum(depth[i * k:(i + 1) * k]) for i in range(iters)])
-    return {k: out[k] for k in sorted(out, key=lambda k: (COMPONENTS + (k,)).index(k))}
+    return {k: out[k] for k in sorted(out, key=COMPONENTS.index)}
 
 
 def bench(backends: list[str], setup: BenchSetup, warmup: int, iters: int, steps: int) -> dict[str, Any]:
@@ -285,10 +282,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--steps", type=int, help="sampling steps per stage (default: the preset's)")
     ap.add_argument("--weights", type=Path, help="official weights folder (default: random weights)")
-    ap.add_argument("--artifacts", type=Path, help="exported ONNX / engine folder for onnxruntime / tensorrt")
+    ap.add_argument("--artifacts", type=Path, help="ONNX / engine folder for onnxruntime / tensorrt (default: build)")
     ap.add_argument("--networks-only", action="store_true",
                     help="time each stage's network calls alone (UNet steps, VAE decodes), not the pipeline")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: 1 on CPU, torch's default on CUDA)")
+    ap.add_argument("--threads", type=int,
+                    help="CPU threads of torch and ONNX Runtime (default: 1 on CPU; the libraries' own on CUDA)")
     ap.add_argument("--out", type=Path, help="write the report here as JSON")
     args = ap.parse_args(argv)
 
@@ -311,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dtype = DTYPES[args.dtype or ("fp16" if device.type == "cuda" else "fp32")]
     cfg = preset(args.preset)
     steps = args.steps or cfg.stage1.sampler.steps
-    setup = BenchSetup(cfg, device, dtype, args.weights, args.artifacts)
+    setup = BenchSetup(cfg, device, dtype, args.weights, args.artifacts, threads)
 
     report: dict[str, Any] = {
         "preset": cfg.name, "steps": steps, "dtype": str(dtype).removeprefix("torch."),

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from bench.common import read_json  # noqa: E402
-from bench.latency import STACK  # noqa: E402
+from bench.common import STACK, read_json  # noqa: E402
 
 
 def _save(fig: plt.Figure, out: Path) -> Path:
@@ -109,6 +109,7 @@ def plot_concurrency(serving: dict[str, Any], out: Path) -> Path:
     ax.set_xlabel("concurrent requests")
     ax.set_ylabel("latency ms")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 1, 2, 4, not 2^0, 2^1, 2^2
     if tput_ax is not None:
         tput_ax.set_ylabel("requests / s (dotted)")
     handles, labels = ax.get_legend_handles_labels()
