@@ -1,24 +1,21 @@
 """PNG plots of benchmark JSON (matplotlib, Agg: no display needed).
 
     python -m bench.plots stages results/latency.json --out results/stages.png
-    python -m bench.plots concurrency results/serving.json --out results/concurrency.png
+    python -m bench.plots concurrency bench/results/serving.json [more.json] --out results/concurrency.png
 
 `stages`: one stacked bar per backend of where an end-to-end run's time goes (median of
 each stage; per-step figures are not stacked, they are inside `sample`).
-`concurrency`: median and p90 latency, and throughput, against the number of concurrent
-clients. Its input is the serving benchmark's JSON:
+`concurrency`: p50 and p95 latency, and throughput, against the number of concurrent
+clients, one line per JSON file of bench/serving.py (e.g. `hi3d` and `hi3d_stage1`):
 
-    {"machine": {...},
-     "results": [{"concurrency": 1, "label": "ensemble",            # label optional: one line each
-                  "latency": {"median_ms": .., "p90_ms": .., ...},  # bench.common.summarize
-                  "throughput_per_s": ..}, ...]}
+    {"model": "hi3d", "host": .., "cpus": ..,
+     "results": [{"concurrency": 1, "throughput_rps": .., "latency_p50_s": .., "latency_p95_s": .., ...}, ...]}
 """
 from __future__ import annotations
 
 import argparse
 import os
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -78,58 +75,57 @@ def plot_stages(latency: dict[str, Any], out: Path) -> Path:
     return _save(fig, out)
 
 
-def concurrency_series(serving: dict[str, Any]) -> dict[str, list[tuple[int, float, float, float | None]]]:
-    """{label: [(concurrency, median ms, p90 ms, throughput/s), ...] sorted by concurrency}."""
+def concurrency_points(serving: dict[str, Any]) -> list[tuple[int, float, float, float]]:
+    """[(concurrency, p50 s, p95 s, requests/s), ...] sorted by concurrency."""
     results = serving.get("results")
     if not isinstance(results, list) or not results:
-        raise ValueError("serving JSON needs a non-empty 'results' list (see bench/plots.py docstring)")
-    series: dict[str, list] = defaultdict(list)
+        raise ValueError("serving JSON needs a non-empty 'results' list: is it bench/serving.py output?")
+    points = []
     for i, r in enumerate(results):
         try:
-            lat = r["latency"]
-            point = (int(r["concurrency"]), float(lat["median_ms"]), float(lat.get("p90_ms", lat["median_ms"])),
-                     r.get("throughput_per_s"))
+            points.append((int(r["concurrency"]), float(r["latency_p50_s"]), float(r["latency_p95_s"]),
+                           float(r["throughput_rps"])))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"serving JSON results[{i}] lacks concurrency / latency.median_ms: {e}") from e
-        series[str(r.get("label", "latency"))].append(point)
-    return {k: sorted(v) for k, v in series.items()}
+            raise ValueError(f"serving JSON results[{i}] lacks {e} (concurrency, latency_p50_s, "
+                             "latency_p95_s, throughput_rps)") from e
+    return sorted(points)
 
 
-def plot_concurrency(serving: dict[str, Any], out: Path) -> Path:
-    series = concurrency_series(serving)
+def plot_concurrency(servings: list[dict[str, Any]], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    tput_ax = None
-    for label, pts in series.items():
+    tput_ax = ax.twinx()
+    for i, serving in enumerate(servings):
+        pts, label = concurrency_points(serving), serving.get("model", f"run {i + 1}")
         c = [p[0] for p in pts]
-        line, = ax.plot(c, [p[1] for p in pts], marker="o", label=f"{label} median")
-        ax.plot(c, [p[2] for p in pts], ls="--", color=line.get_color(), label=f"{label} p90")
-        if all(p[3] is not None for p in pts):
-            tput_ax = tput_ax or ax.twinx()
-            tput_ax.plot(c, [p[3] for p in pts], ls=":", marker="s", color=line.get_color(), label=f"{label} throughput")
-    ax.set_xlabel("concurrent requests")
-    ax.set_ylabel("latency ms")
+        line, = ax.plot(c, [p[1] for p in pts], marker="o", label=f"{label} p50")
+        ax.plot(c, [p[2] for p in pts], ls="--", color=line.get_color(), label=f"{label} p95")
+        tput_ax.plot(c, [p[3] for p in pts], ls=":", marker="s", color=line.get_color(), label=f"{label} req/s")
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("latency s")
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 1, 2, 4, not 2^0, 2^1, 2^2
-    if tput_ax is not None:
-        tput_ax.set_ylabel("requests / s (dotted)")
-    handles, labels = ax.get_legend_handles_labels()
-    if tput_ax is not None:
-        h2, l2 = tput_ax.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, fontsize=8, loc="upper left")
-    m = serving.get("machine", {})
-    ax.set_title(f"latency vs concurrency ({m.get('gpu', m.get('cpu', ''))})", fontsize=9)
+    tput_ax.set_ylabel("requests / s (dotted)")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = tput_ax.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    hosts = sorted({f"{s.get('host', '?')} ({s.get('cpus', '?')} CPUs)" for s in servings})
+    ax.set_title(f"latency vs concurrency, {', '.join(hosts)}", fontsize=9)
     return _save(fig, out)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="PNG plots of benchmark JSON")
     ap.add_argument("kind", choices=["stages", "concurrency"])
-    ap.add_argument("json", type=Path)
+    ap.add_argument("json", type=Path, nargs="+", help="stages: one latency JSON; concurrency: serving JSONs")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    data = read_json(args.json)
-    path = (plot_stages if args.kind == "stages" else plot_concurrency)(data, args.out)
+    data = [read_json(p) for p in args.json]
+    if args.kind == "stages":
+        if len(data) != 1:
+            ap.error("stages takes one latency JSON")
+        path = plot_stages(data[0], args.out)
+    else:
+        path = plot_concurrency(data, args.out)
     print(f"wrote {path}")
 
 
