@@ -210,7 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="write the counts and bounds here as JSON")
     args = ap.parse_args(argv)
     cfg = preset(args.preset)
-    latency = read_json(args.latency) if args.latency else None
+    try:
+        latency = read_json(args.latency) if args.latency else None
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--latency: {e}") from e
     if latency is not None and latency.get("preset") != cfg.name:
         raise SystemExit(f"--latency {args.latency} measured preset {latency.get('preset')!r}, "
                          f"not {cfg.name!r}: the bounds would not be comparable")

@@ -119,13 +119,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("json", type=Path, nargs="+", help="stages: one latency JSON; concurrency: serving JSONs")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    data = [read_json(p) for p in args.json]
-    if args.kind == "stages":
-        if len(data) != 1:
-            ap.error("stages takes one latency JSON")
-        path = plot_stages(data[0], args.out)
-    else:
-        path = plot_concurrency(data, args.out)
+    try:
+        data = [read_json(p) for p in args.json]
+    except (FileNotFoundError, ValueError) as e:
+        ap.error(str(e))
+    if args.kind == "stages" and len(data) != 1:
+        ap.error("stages takes one latency JSON")
+    try:
+        path = plot_stages(data[0], args.out) if args.kind == "stages" else plot_concurrency(data, args.out)
+    except ValueError as e:
+        ap.error(str(e))
     print(f"wrote {path}")
 
 
