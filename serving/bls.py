@@ -71,10 +71,12 @@ class TritonRunner:
     concurrent requests.
     """
 
-    def __init__(self, model: str, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+    def __init__(self, model: str, inputs: tuple[str, ...], outputs: tuple[str, ...], columns: tuple[str, ...] = ()):
         self.model, self.inputs, self.outputs = model, inputs, outputs
+        self.columns = columns  # [B] inputs a batched model declares as [B, 1] (reshaped to [B] again inside)
 
     def __call__(self, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        xs = [x.reshape(-1, 1) if n in self.columns else x for n, x in zip(self.inputs, xs)]
         tensors = [pb_utils.Tensor(n, np.ascontiguousarray(x.detach().cpu().float().numpy())) for n, x in zip(self.inputs, xs)]
         request = pb_utils.InferenceRequest(model_name=self.model, requested_output_names=list(self.outputs), inputs=tensors)
         response = request.exec()

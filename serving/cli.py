@@ -48,7 +48,7 @@ def cmd_build_repo(args: argparse.Namespace) -> int:
     opts = RepositoryOptions(
         preset=args.preset, backend=args.backend, weights=args.weights, artifacts=args.artifacts, kind=args.kind,
         gpus=args.gpus, instances=args.instances, max_batch=args.max_batch, batch_delay_us=args.batch_delay_us,
-        max_image_bytes=args.max_image_bytes, python_paths=paths,
+        max_image_bytes=args.max_image_bytes, gpu_dtype=args.gpu_dtype, python_paths=paths,
     )
     models = build_repository(args.out, opts)
     print(f"{args.out}: {len(models)} models ({', '.join(models)}); {args.backend} backend, {args.preset} preset, "
@@ -133,6 +133,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-batch", type=int, default=8, help="UNet batch limit in CFG rows (2 per request)")
     b.add_argument("--batch-delay-us", type=int, default=5000, help="how long a UNet call waits for others to join")
     b.add_argument("--max-image-bytes", type=int, default=32 << 20)
+    b.add_argument("--gpu-dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="torch backend on GPU")
     b.add_argument("--python-path", action="append", help="sys.path entries for model.py (default: this checkout)")
     b.add_argument("--cache-dir", **cache)
     b.set_defaults(func=cmd_build_repo)

@@ -18,7 +18,8 @@ def _runners(cfg) -> dict:
     runners = {}
     for name in NETWORKS:
         io = network_io(cfg, name)
-        runners[name] = bls.TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs))
+        columns = tuple(t.name for t in io.inputs if t.reshape == ())
+        runners[name] = bls.TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns)
     return runners
 
 
