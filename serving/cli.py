@@ -50,7 +50,10 @@ def cmd_build_repo(args: argparse.Namespace) -> int:
         gpus=args.gpus, instances=args.instances, max_batch=args.max_batch, batch_delay_us=args.batch_delay_us,
         max_image_bytes=args.max_image_bytes, gpu_dtype=args.gpu_dtype, python_paths=paths,
     )
-    models = build_repository(args.out, opts)
+    try:
+        models = build_repository(args.out, opts)
+    except FileExistsError as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"{args.out}: {len(models)} models ({', '.join(models)}); {args.backend} backend, {args.preset} preset, "
           f"networks on {args.kind}")
     return 0
@@ -70,6 +73,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from serving.launcher import ADMIN_HEADER, Ports, TritonServer
     from serving.server_install import prepare
 
+    from serving.repository import read_record
+
+    read_record(args.repo)  # a clear error before anything is prepared or started
     key = args.key or os.environ.get(KEY_ENV)
     generated = key is None
     key = key or secrets.token_urlsafe(24)
@@ -77,6 +83,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     ports = Ports(grpc=args.grpc_port, http=args.http_port, metrics=args.metrics_port)
     server = TritonServer(args.repo, install, ports, key, host=args.host, log_file=args.log_file)
     print(f"starting {install.binary} on {args.repo} (log: {server.log_file}) ...", flush=True)
+    try:
+        server.start()
+    except TimeoutError as e:
+        raise SystemExit(f"error: {e}") from None
     with server:
         print(f"ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {args.host}:{ports.metrics}/metrics")
         print(f"admin APIs need the header {ADMIN_HEADER}: " + (key if generated else f"(the key from --key / ${KEY_ENV})"))
