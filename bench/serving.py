@@ -67,11 +67,13 @@ def run_level(url: str, concurrency: int, requests: int, steps: int, stage1_only
 def unet_batching(url: str, key: str | None) -> dict:
     import tritonclient.grpc as grpcclient
 
+    from serving.launcher import grpc_admin_headers
+
     c = grpcclient.InferenceServerClient(url)
     try:
         out = {}
         for name in ("unet1", "unet2"):
-            s = c.get_inference_statistics(name, headers={"hi3d-admin-key": key} if key else None, as_json=True)
+            s = c.get_inference_statistics(name, headers=grpc_admin_headers(key) if key else None, as_json=True)
             m = s["model_stats"][0]
             out[name] = {"inference_count": int(m.get("inference_count", 0)),
                          "execution_count": int(m.get("execution_count", 0)),

@@ -4,8 +4,8 @@
         server.grpc_url  # "127.0.0.1:PORT"
 
 Inference, health and metadata are open; the model repository (load/unload/index),
-model config, statistics, shared memory, trace and logging APIs need the header
-`ADMIN_HEADER: <key>` on both gRPC and HTTP. The repository is served with
+model config, statistics, shared memory, trace and logging APIs need the key: HTTP header
+`ADMIN_HEADER: <key>`, gRPC metadata `triton-grpc-protocol-ADMIN_HEADER: <key>`. The repository is served with
 --model-control-mode=none: nothing can be loaded or unloaded at run time anyway.
 """
 from __future__ import annotations
@@ -22,6 +22,11 @@ from serving.server_install import ServerInstall
 
 ADMIN_HEADER = "hi3d-admin-key"
 RESTRICTED = "model-repository,model-config,statistics,shared-memory,trace,logging"
+
+
+def grpc_admin_headers(key: str) -> dict[str, str]:
+    """tritonserver expects a restricted gRPC protocol's header under this prefix."""
+    return {f"triton-grpc-protocol-{ADMIN_HEADER}": key}
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,8 @@ class TritonServer:
 
     @property
     def admin_headers(self) -> dict[str, str]:
-        return {ADMIN_HEADER: self.key}
+        """gRPC metadata for the restricted APIs (HTTP takes `ADMIN_HEADER` itself)."""
+        return grpc_admin_headers(self.key)
 
     def start(self) -> "TritonServer":
         cmd = server_command(self.install, self.repo, self.ports, self.host, self.key)

@@ -8,8 +8,11 @@ Tolerance: the served views are uint8; they may differ from the in-process pipel
 one level where a float lands near a rounding boundary (the networks run in other
 processes, so reductions may be ordered differently), never more."""
 import io
+import json
 import struct
 import time
+import urllib.error
+import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +27,7 @@ from engine.backends.torch_backend import load_modules, torch_networks
 from engine.config import tiny
 from engine.pipeline import GenerationParams, Hi3DPipeline
 from serving.client import Hi3DClient, Hi3DClientError
-from serving.launcher import TritonServer, free_ports
+from serving.launcher import ADMIN_HEADER, TritonServer, free_ports, grpc_admin_headers
 from serving.repository import RepositoryOptions, build_repository, default_python_paths
 from serving.server_install import _pytriton_root, prepare
 
@@ -150,7 +153,8 @@ def _raw_infer(server, **overrides):
 @pytest.mark.parametrize("case,kwargs,match", [
     ("empty image", dict(image=b""), "empty"),
     ("not an image", dict(image=b"GIF89a this is not an image at all"), "not a readable image"),
-    ("huge image", dict(image=_huge_png()), "more than"),
+    ("huge image", dict(image=_huge_png(9000, 8000)), "9000x8000: more than"),
+    ("decompression bomb", dict(image=_huge_png(20000, 20000)), "decompression bomb"),
     ("too many bytes", dict(image=b"\x89PNG" + bytes(MAX_IMAGE_BYTES)), "bytes: more than"),
     ("elevation out of range", dict(elevation=120.0), "elevation"),
     ("elevation NaN", dict(elevation=float("nan")), "elevation"),
@@ -188,13 +192,19 @@ def test_admin_apis_need_the_key(server, client):
                      lambda: c.get_inference_statistics("unet1"), lambda: c.get_model_config("hi3d")):
             with pytest.raises(tritonclient.InferenceServerException, match="hi3d-admin-key"):
                 call()
-        with pytest.raises(tritonclient.InferenceServerException):
-            c.get_model_repository_index(headers={"hi3d-admin-key": "wrong"})
+        with pytest.raises(tritonclient.InferenceServerException, match="restricted"):
+            c.get_model_repository_index(headers=grpc_admin_headers("wrong"))
         index = c.get_model_repository_index(headers=server.admin_headers, as_json=True)
         assert {m["name"] for m in index["models"]} >= {"hi3d", "unet1", "stage1"}
         assert c.is_model_ready("hi3d")  # health and metadata stay open
     finally:
         c.close()
+    index = f"http://{server.http_url}/v2/repository/index"
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(urllib.request.Request(index, data=b"{}", method="POST"), timeout=30)
+    authorised = urllib.request.Request(index, data=b"{}", method="POST", headers={ADMIN_HEADER: server.key})
+    with urllib.request.urlopen(authorised, timeout=30) as r:
+        assert "hi3d_stage1" in {m["name"] for m in json.loads(r.read())}
     assert client.generate(_png(), 0.0, 11, STEPS, stage1_only=True).stage1.shape == (16, 64, 64, 3)
 
 
