@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from engine.config import Hi3DConfig
-from engine import conditioning as cond
 
 NETWORKS = ("clip", "aesthetic", "vae_encoder", "vae_decoder", "depth", "unet1", "unet2")
 BATCHED = ("unet1", "unet2")  # the only networks concurrent requests share calls of
@@ -63,6 +62,8 @@ def network_io(cfg: Hi3DConfig, name: str) -> NetworkIO:
     if name == "vae_decoder":
         return NetworkIO((TensorIO("latent", (-1, c, -1, -1)),), (TensorIO("image", (-1, 3, -1, -1)),), batched=False)
     if name == "depth":
+        from engine import conditioning as cond  # imports diffusers: only when asked
+
         s = cond.depth_input_size(cfg.stage2.resolution, cfg.depth_scale)
         return NetworkIO((TensorIO("pixels", (-1, 3, s, s)),), (TensorIO("disparity", (-1, s, s)),), batched=False)
     raise ValueError(f"unknown network {name!r}; choose one of {NETWORKS}")
