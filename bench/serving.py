@@ -114,7 +114,8 @@ def _server(args):
     with tempfile.TemporaryDirectory() as d:
         repo = Path(d) / "repo"
         build_repository(repo, RepositoryOptions(preset="tiny", batch_delay_us=args.batch_delay_us,
-                                                 instances=(("stage1", 4), ("stage2", 4)),
+                                                 instances=(("stage1", args.max_concurrency),
+                                                            ("stage2", 1 if args.stage1_only else args.max_concurrency)),
                                                  python_paths=default_python_paths(install.numpy_dir)))
         print(f"starting tritonserver on {repo} ...", file=sys.stderr, flush=True)
         with TritonServer(repo, install, free_ports(), key="bench") as server:
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench/results/serving.json"))
     args = p.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
+    args.max_concurrency = max(levels)  # sampler instances of a self-started server
     model = "hi3d_stage1" if args.stage1_only else "hi3d"
     with _server(args) as (url, key):
         results = []

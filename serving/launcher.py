@@ -56,7 +56,7 @@ def server_command(install: ServerInstall, repo: Path, ports: Ports, host: str, 
         f"--http-address={host}", f"--http-port={ports.http}",
         f"--metrics-address={host}", f"--metrics-port={ports.metrics}",
         f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}",
-        "--exit-on-error=true", "--strict-readiness=true", "--log-verbose=0",
+        "--exit-on-error=true", "--strict-readiness=true", "--log-verbose=0", "--exit-timeout-secs=10",
         # The python backend moves tensors through shared memory; full-size views are ~50 MB.
         "--backend-config=python,shm-default-byte-size=16777216",
         "--backend-config=python,shm-growth-byte-size=67108864",
