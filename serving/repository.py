@@ -9,7 +9,7 @@
 
 Networks run on the torch backend (python models loading the weights written here), on
 ONNX Runtime (`model.onnx` from export artifacts) or TensorRT (`model.plan`).
-The repository is built in a temporary folder and moved into place in one rename.
+The repository is built in a temporary folder and swapped in only when complete.
 """
 from __future__ import annotations
 
