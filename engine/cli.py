@@ -114,6 +114,9 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True)
     add_generation_args(g)
     g.set_defaults(func=cmd_generate)
+    from serving.cli import add_client_parser, add_serve_parser
+    add_serve_parser(sub)
+    add_client_parser(sub)
     return parser
 
 

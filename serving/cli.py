@@ -1,0 +1,179 @@
+"""`hi3d serve build-repo | install-server | start` and `hi3d client`: argument parsing only.
+
+engine/cli.py registers these with `add_serve_parser(sub)` and `add_client_parser(sub)`.
+This is an entry point: the only place in serving/ that reads the environment.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+KEY_ENV = "HI3D_ADMIN_KEY"
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    return args.cache_dir or Path(os.environ.get("HI3D_CACHE_DIR", Path.home() / ".cache" / "hi3d")) / "triton"
+
+
+def _instances(text: str) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for item in filter(None, text.split(",")):
+        name, _, count = item.partition("=")
+        if not count.isdigit():
+            raise argparse.ArgumentTypeError(f"--instances wants MODEL=COUNT[,MODEL=COUNT...], got {item!r}")
+        pairs.append((name.strip(), int(count)))
+    return tuple(pairs)
+
+
+def _gpus(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(g) for g in text.split(",") if g.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gpus wants comma-separated GPU ids, got {text!r}") from None
+
+
+def cmd_build_repo(args: argparse.Namespace) -> int:
+    from serving.repository import RepositoryOptions, build_repository, default_python_paths
+    from serving.server_install import numpy_dir_for_stub
+
+    if args.weights is not None and not args.weights.is_dir():
+        raise SystemExit(f"error: --weights {args.weights}: no such directory")
+    if args.preset == "full" and args.weights is None and args.backend == "torch":
+        raise SystemExit("error: --preset full needs --weights DIR (the official checkpoints)")
+    paths = tuple(args.python_path) if args.python_path else default_python_paths(numpy_dir_for_stub(_cache_dir(args)))
+    opts = RepositoryOptions(
+        preset=args.preset, backend=args.backend, weights=args.weights, artifacts=args.artifacts, kind=args.kind,
+        gpus=args.gpus, instances=args.instances, max_batch=args.max_batch, batch_delay_us=args.batch_delay_us,
+        max_image_bytes=args.max_image_bytes, gpu_dtype=args.gpu_dtype, python_paths=paths,
+    )
+    try:
+        models = build_repository(args.out, opts)
+    except FileExistsError as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"{args.out}: {len(models)} models ({', '.join(models)}); {args.backend} backend, {args.preset} preset, "
+          f"networks on {args.kind}")
+    return 0
+
+
+def cmd_install_server(args: argparse.Namespace) -> int:
+    from serving.server_install import prepare
+
+    install = prepare(_cache_dir(args), args.tritonserver)
+    print(f"tritonserver: {install.binary}")
+    print(f"backends:     {install.backend_dir or '(the binary default)'}")
+    print(f"numpy<2 for the python backend stub: {install.numpy_dir or '(not needed)'}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from serving.launcher import ADMIN_HEADER, Ports, TritonServer
+    from serving.server_install import prepare
+
+    from serving.repository import read_record
+
+    read_record(args.repo)  # a clear error before anything is prepared or started
+    key = args.key or os.environ.get(KEY_ENV)
+    generated = key is None
+    key = key or secrets.token_urlsafe(24)
+    install = prepare(_cache_dir(args), args.tritonserver)
+    ports = Ports(grpc=args.grpc_port, http=args.http_port, metrics=args.metrics_port)
+    server = TritonServer(args.repo, install, ports, key, host=args.host, log_file=args.log_file)
+    print(f"starting {install.binary} on {args.repo} (log: {server.log_file}) ...", flush=True)
+    try:
+        server.start()
+    except TimeoutError as e:
+        raise SystemExit(f"error: {e}") from None
+    with server:
+        print(f"ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {args.host}:{ports.metrics}/metrics")
+        print(f"admin APIs need the header {ADMIN_HEADER}: " + (key if generated else f"(the key from --key / ${KEY_ENV})"))
+        print("Ctrl-C stops the server.", flush=True)
+        try:
+            while server.process.poll() is None:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            print("stopping ...", file=sys.stderr)
+            return 0
+    print(f"error: tritonserver exited:\n{server.log_tail()}", file=sys.stderr)
+    return 1
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from engine import images
+    from serving.client import Hi3DClient, Hi3DClientError
+
+    if not args.image.is_file():
+        raise SystemExit(f"error: {args.image}: no such file")
+    t0 = time.perf_counter()
+    try:
+        with Hi3DClient(args.url, timeout_s=args.timeout) as client:
+            views = client.generate(args.image.read_bytes(), args.elevation, args.seed, args.steps, args.stage1_only)
+    except Hi3DClientError as e:
+        print(f"error: {e}" + (f" [{e.status}]" if e.status else ""), file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - t0
+    # Everything has arrived before anything is written; each file is written atomically.
+    for stage, arr in (("stage1", views.stage1), ("stage2", views.stage2)):
+        if arr is None:
+            continue
+        for i, view in enumerate(arr):
+            images.atomic_write_bytes(args.out / stage / f"{i:03d}.png", images.png_bytes(view))
+    print(f"{len(views.stage1)} views in {elapsed:.1f} s from {args.url} -> {args.out}")
+    return 0
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    from serving.repository import BACKENDS
+
+    serve = sub.add_parser("serve", help="Triton Inference Server deployment").add_subparsers(dest="serve_command", required=True)
+    cache = dict(type=Path, help="where the server's helpers are prepared (default: ~/.cache/hi3d/triton)")
+
+    b = serve.add_parser("build-repo", help="write the Triton model repository")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--preset", choices=["tiny", "full"], default="tiny")
+    b.add_argument("--backend", choices=list(BACKENDS), default="torch")
+    b.add_argument("--weights", type=Path, help="official checkpoints folder (torch backend; default: seeded random)")
+    b.add_argument("--artifacts", type=Path, default=Path("build"), help="export output (onnxruntime/tensorrt backends)")
+    b.add_argument("--kind", choices=["cpu", "gpu"], default="cpu", help="where the networks run")
+    b.add_argument("--gpus", type=_gpus, default=(), help="GPU ids for --kind gpu, e.g. 0,1 (default: all)")
+    b.add_argument("--instances", type=_instances, default=(), help="instances per model, e.g. stage1=4,unet1=2")
+    b.add_argument("--max-batch", type=int, default=8, help="UNet batch limit in CFG rows (2 per request)")
+    b.add_argument("--batch-delay-us", type=int, default=5000, help="how long a UNet call waits for others to join")
+    b.add_argument("--max-image-bytes", type=int, default=32 << 20)
+    b.add_argument("--gpu-dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="torch backend on GPU")
+    b.add_argument("--python-path", action="append", help="sys.path entries for model.py (default: this checkout)")
+    b.add_argument("--cache-dir", **cache)
+    b.set_defaults(func=cmd_build_repo)
+
+    i = serve.add_parser("install-server", help="prepare the bundled tritonserver's python backend")
+    i.add_argument("--tritonserver", type=Path, help="a tritonserver binary to use instead of the bundled one")
+    i.add_argument("--cache-dir", **cache)
+    i.set_defaults(func=cmd_install_server)
+
+    s = serve.add_parser("start", help="run tritonserver on a repository until Ctrl-C")
+    s.add_argument("--repo", type=Path, required=True)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    s.add_argument("--grpc-port", type=int, default=8001)
+    s.add_argument("--http-port", type=int, default=8000)
+    s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument("--key", help=f"admin key (default: ${KEY_ENV}, else a generated one, printed)")
+    s.add_argument("--tritonserver", type=Path, help="a tritonserver binary to use instead of the bundled one")
+    s.add_argument("--log-file", type=Path, help="server log (default: next to the repository)")
+    s.add_argument("--cache-dir", **cache)
+    s.set_defaults(func=cmd_start)
+
+
+def add_client_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("client", help="send an image to a running server, write the views it returns")
+    c.add_argument("image", type=Path)
+    c.add_argument("--url", default="localhost:8001", help="gRPC endpoint")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--elevation", type=float, default=0.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--steps", type=int, default=0, help="sampler steps (0: the served preset's)")
+    c.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (the server stops too)")
+    c.add_argument("--stage1-only", action="store_true", help="only the stage-1 views (the quick preview model)")
+    c.set_defaults(func=cmd_client)

@@ -1,0 +1,38 @@
+"""Triton model `preprocess`: image bytes -> the white-backed, square-cropped input at both
+stage resolutions, exactly as `hi3d generate` prepares a file (engine/images.py)."""
+import triton_python_backend_utils as pb_utils
+
+from engine import images
+from engine.config import preset
+from serving import bls
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = bls.parameters(args)
+        self.cfg = preset(params["preset"])
+        self.max_bytes = int(params["max_image_bytes"])
+
+    def _run(self, request):
+        data = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
+        if data.size != 1:
+            raise bls.InvalidInput(f"image must hold exactly one encoded image, got shape {list(data.shape)}")
+        raw = data.reshape(-1)[0]
+        raw = raw.encode() if isinstance(raw, str) else bytes(raw)
+        if len(raw) > self.max_bytes:
+            raise bls.InvalidInput(f"image is {len(raw)} bytes: more than the {self.max_bytes} this server accepts")
+        try:
+            rgb = images.on_white(images.decode_image(raw))
+        except images.ImageError as e:
+            raise bls.InvalidInput(str(e)) from None
+        return [bls.output("image1", images.square_crop(rgb, self.cfg.stage1.resolution)),
+                bls.output("image2", images.square_crop(rgb, self.cfg.stage2.resolution))]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._run(request)))
+            except Exception as e:  # one response per request, whatever happened
+                responses.append(bls.error_response(e))
+        return responses

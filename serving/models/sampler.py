@@ -1,0 +1,73 @@
+"""Triton models `stage1` and `stage2` (BLS): the pipeline's own stage methods, with every
+network behind a `TritonRunner` that calls that network's model on this server. The
+random draws are the pipeline's, so a seed gives the same views as `hi3d generate`."""
+import torch
+import triton_python_backend_utils as pb_utils
+
+from engine import images
+from engine.backends import Networks
+from engine.config import preset
+from engine.pipeline import GenerationParams, Hi3DPipeline
+from serving import bls
+from serving.networks import NETWORKS, network_io
+
+MAX_STEPS = 200  # a bound on the work one request can ask for
+
+
+def _runners(cfg) -> dict:
+    runners = {}
+    for name in NETWORKS:
+        io = network_io(cfg, name)
+        columns = tuple(t.name for t in io.inputs if t.reshape == ())
+        runners[name] = bls.TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns)
+    return runners
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = bls.parameters(args)
+        self.stage = int(params["stage"])
+        self.cfg = preset(params["preset"])
+        nets = Networks(**_runners(self.cfg), device=torch.device("cpu"), dtype=torch.float32)
+        self.pipe = Hi3DPipeline(self.cfg, nets)
+
+    def _params(self, request) -> GenerationParams:
+        steps = bls.scalar_input(request, "steps", int)
+        if not 0 <= steps <= MAX_STEPS:
+            raise bls.InvalidInput(f"steps must be in [0, {MAX_STEPS}] (0: the preset's {self.cfg.stage1.sampler.steps}), got {steps}")
+        p = GenerationParams(
+            elevation=bls.scalar_input(request, "elevation", float),
+            seed=bls.scalar_input(request, "seed", int),
+            steps=steps or None,
+        )
+        try:
+            p.validate()
+        except ValueError as e:
+            raise bls.InvalidInput(str(e)) from None
+        return p
+
+    def _run(self, request):
+        p = self._params(request)
+
+        def progress(stage: str, step: int, total: int) -> None:
+            if request.is_cancelled():  # the client gave up: free this instance now
+                raise bls.Cancelled()
+
+        if self.stage == 1:
+            views = self.pipe.generate_stage1(bls.input_tensor(request, "image1"), p, progress)  # [F, 3, R1, R1]
+            outputs = [bls.output("views1", views)]
+        else:
+            image2, views1 = bls.input_tensor(request, "image2"), bls.input_tensor(request, "views1")
+            views = self.pipe.generate_stage2(image2, views1, p, progress)  # [F, 3, R2, R2]
+            outputs = []
+        uint8 = torch.stack([torch.from_numpy(images.to_uint8(v)) for v in views])  # [F, R, R, 3]
+        return outputs + [bls.output(f"views{self.stage}_uint8", uint8)]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._run(request)))
+            except Exception as e:
+                responses.append(bls.error_response(e))
+        return responses

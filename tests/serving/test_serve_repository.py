@@ -1,0 +1,159 @@
+"""The generated model repository, checked without a server: every config.pbtxt parses as
+Triton's ModelConfig protobuf, the ensembles are wired consistently, weights round-trip,
+and the ONNX Runtime / TensorRT variants reference the right files."""
+import os
+
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from engine.backends.torch_backend import load_modules
+from engine.config import tiny
+from serving.networks import BATCHED, NETWORKS, load_network
+from serving.repository import ENSEMBLES, MODELS, RepositoryOptions, build_repository, read_record
+
+PATHS = ("/opt/numpy1", "/opt/hi3d")
+
+
+def _config(repo, name) -> model_config_pb2.ModelConfig:
+    return text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def torch_repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo") / "models"
+    opts = RepositoryOptions(preset="tiny", instances=(("stage1", 3),), python_paths=PATHS, batch_delay_us=1234)
+    build_repository(repo, opts)
+    return repo
+
+
+def test_every_model_has_a_parsing_config(torch_repo):
+    assert sorted(p.name for p in torch_repo.iterdir() if p.is_dir()) == sorted(MODELS)
+    for name in MODELS:
+        c = _config(torch_repo, name)
+        assert c.name == name
+        if name in ENSEMBLES:
+            assert c.platform == "ensemble"
+        else:
+            assert c.backend == "python"
+            src = (torch_repo / name / "1" / "model.py").read_text()
+            assert f"sys.path[:0] = {list(PATHS)!r}" in src.splitlines()[2]  # before anything imports numpy
+            assert "class TritonPythonModel" in src
+
+
+def test_unets_batch_dynamically_and_others_do_not(torch_repo):
+    for name in NETWORKS:
+        c = _config(torch_repo, name)
+        if name in BATCHED:
+            assert c.max_batch_size == 8
+            assert list(c.dynamic_batching.preferred_batch_size) == [4, 8]
+            assert c.dynamic_batching.max_queue_delay_microseconds == 1234
+            assert [i.name for i in c.input] == ["sample", "c_noise", "context", "vector"]
+            assert c.input[1].HasField("reshape") and list(c.input[1].reshape.shape) == []
+        else:
+            assert c.max_batch_size == 0 and not c.HasField("dynamic_batching")
+    assert _config(torch_repo, "stage1").instance_group[0].count == 3
+    assert _config(torch_repo, "unet1").instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+
+
+def test_ensembles_are_wired_consistently(torch_repo):
+    """Each step reads tensors the ensemble has by then, under names its model declares."""
+    for ens in ENSEMBLES:
+        c = _config(torch_repo, ens)
+        available = {i.name for i in c.input}
+        for step in c.ensemble_scheduling.step:
+            model = _config(torch_repo, step.model_name)
+            assert set(step.input_map) == {i.name for i in model.input}, step.model_name
+            assert set(step.input_map.values()) <= available, step.model_name
+            assert set(step.output_map) <= {o.name for o in model.output}, step.model_name
+            available |= set(step.output_map.values())
+        assert {o.name for o in c.output} <= available
+    hi3d = _config(torch_repo, "hi3d")
+    assert [(i.name, i.data_type) for i in hi3d.input] == [
+        ("image", model_config_pb2.TYPE_STRING), ("elevation", model_config_pb2.TYPE_FP32),
+        ("seed", model_config_pb2.TYPE_INT64), ("steps", model_config_pb2.TYPE_INT32)]
+    assert {o.name: list(o.dims) for o in hi3d.output} == {"views": [16, 128, 128, 3], "stage1_views": [16, 64, 64, 3]}
+
+
+def test_weights_round_trip_to_the_in_process_networks(torch_repo):
+    cfg = tiny()
+    reference = load_modules(cfg)
+    for name in ("clip", "unet1"):
+        served = load_network(cfg, name, torch_repo / name / "1" / "weights.pt", torch.device("cpu"), torch.float32)
+        ref = reference[name].state_dict()
+        got = served.state_dict()
+        assert got.keys() == ref.keys()
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+def test_record_and_rebuild_replaces_in_place(torch_repo, tmp_path):
+    assert sorted(read_record(torch_repo)["models"]) == sorted(MODELS)
+    repo = tmp_path / "r"
+    build_repository(repo, RepositoryOptions(python_paths=PATHS))
+    stale = repo / "unet1" / "stale.txt"
+    stale.write_text("x")
+    build_repository(repo, RepositoryOptions(python_paths=PATHS, max_batch=4))
+    assert not stale.exists() and _config(repo, "unet1").max_batch_size == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no temporary folders left behind
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a repository"):
+        build_repository(tmp_path, RepositoryOptions())
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+def _fake_artifacts(root, kind, suffix):
+    d = root / "tiny" / kind
+    d.mkdir(parents=True)
+    for net in NETWORKS:
+        (d / f"{net}{suffix}").write_bytes(f"{net} old".encode())
+    return d
+
+
+def test_tensorrt_repository_uses_the_newest_plans_on_gpus(tmp_path):
+    engines = _fake_artifacts(tmp_path / "build", "engines", ".fp16.trt10.h100.onnx-aa.prof-bb.plan")
+    newer = engines / "unet1.fp16.trt10.h100.onnx-cc.prof-dd.plan"
+    newer.write_bytes(b"unet1 new")
+    os.utime(newer, (2e9, 2e9))
+    repo = tmp_path / "trt"
+    build_repository(repo, RepositoryOptions(backend="tensorrt", artifacts=tmp_path / "build", kind="gpu", gpus=(0, 1),
+                                             python_paths=PATHS))
+    for name in NETWORKS:
+        c = _config(repo, name)
+        assert c.platform == "tensorrt_plan" and not c.backend
+        assert c.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+        assert list(c.instance_group[0].gpus) == [0, 1]
+        assert not (repo / name / "1" / "model.py").exists()
+    assert (repo / "unet1" / "1" / "model.plan").read_bytes() == b"unet1 new"
+    assert (repo / "depth" / "1" / "model.plan").read_bytes() == b"depth old"
+    assert _config(repo, "unet2").dynamic_batching.max_queue_delay_microseconds == 5000
+    assert _config(repo, "stage1").backend == "python"  # the samplers stay BLS python models
+
+
+def test_onnxruntime_repository_and_missing_artifacts(tmp_path):
+    onnx = _fake_artifacts(tmp_path / "build", "onnx", ".onnx")
+    (onnx / "unet2.onnx.data").write_bytes(b"external weights")
+    repo = tmp_path / "ort"
+    build_repository(repo, RepositoryOptions(backend="onnxruntime", artifacts=tmp_path / "build", python_paths=PATHS))
+    assert _config(repo, "vae_decoder").platform == "onnxruntime_onnx"
+    assert (repo / "unet2" / "1" / "model.onnx").read_bytes() == b"unet2 old"
+    assert (repo / "unet2" / "1" / "unet2.onnx.data").read_bytes() == b"external weights"
+    (onnx / "depth.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="no ONNX export of depth"):
+        build_repository(tmp_path / "ort2", RepositoryOptions(backend="onnxruntime", artifacts=tmp_path / "build"))
+    assert not (tmp_path / "ort2").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "ort"]
+
+
+@pytest.mark.parametrize("opts,match", [
+    (RepositoryOptions(backend="tflite"), "backend"),
+    (RepositoryOptions(instances=(("unet9", 2),)), "unknown model"),
+    (RepositoryOptions(instances=(("unet1", 0),)), "at least 1"),
+    (RepositoryOptions(max_batch=1), "max_batch"),
+])
+def test_bad_options(tmp_path, opts, match):
+    with pytest.raises(ValueError, match=match):
+        build_repository(tmp_path / "x", opts)
