@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 class GaussianFitConfig:
     """3D Gaussian Splatting fit to the orbit views (Kerbl et al. 2023, simplified)."""
 
-    num_init: int = 2000  # Gaussians sampled uniformly inside the unit sphere's inner part
+    num_init: int = 1500  # Gaussians sampled uniformly inside the unit sphere's inner part
     init_radius: float = 0.6  # the orbit cameras frame a sphere of radius ~0.68 at distance 1.5
-    steps: int = 600
+    steps: int = 200
     views_per_step: int = 1
     lr_means: float = 1.6e-3  # x the scene extent (1), decayed x0.1 by the end
     lr_scales: float = 5e-3  # log-scales
@@ -24,10 +24,9 @@ class GaussianFitConfig:
     lr_colors: float = 2.5e-2  # RGB logits (view-independent color: Hi3D views are diffuse)
     ssim_weight: float = 0.2  # loss = (1 - w) L1 + w (1 - SSIM) + alpha_weight * L1(alpha, mask)
     alpha_weight: float = 0.5
-    densify_from: int = 100
-    densify_until: int = 450  # stop densifying 3/4 of the way, as the reference schedule does
-    densify_every: int = 100
-    densify_grad: float = 2e-4  # mean |d loss / d mean| (world units) above which a Gaussian grows
+    densify_from: int = 50
+    densify_until: int = 150  # stop densifying 3/4 of the way, as the reference schedule does
+    densify_every: int = 50
     split_scale: float = 0.02  # Gaussians larger than this (max axis, world units) split, others clone
     prune_opacity: float = 0.02
     max_gaussians: int = 50_000
@@ -45,9 +44,9 @@ class NeuSConfig:
     hidden: int = 64  # width of the SDF and color MLPs (one hidden layer each)
     geo_features: int = 15  # SDF MLP outputs 1 + geo_features (fed to the color MLP)
     init_radius: float = 0.5  # SDF starts as a sphere of this radius (geometric init)
-    steps: int = 1000
-    rays_per_step: int = 1024
-    samples_per_ray: int = 64  # stratified within the ray's chord of the unit sphere
+    steps: int = 600
+    rays_per_step: int = 512
+    samples_per_ray: int = 48  # stratified within the ray's chord of the unit sphere
     lr: float = 1e-2
     lr_variance: float = 1e-2
     init_variance: float = 0.3  # s = exp(10 * variance) sharpens the density as it is learnt
@@ -59,7 +58,8 @@ class NeuSConfig:
 
 @dataclass(frozen=True)
 class ReconConfig:
-    image_size: int = 128  # input views are resized to this square size
+    image_size: int = 128  # views are resized to this square size for NeuS (and rendered at it)
+    gs_image_size: int = 64  # ... and to this size for the 3DGS fit
     num_interp: int = 16  # M: extra views rendered from the 3DGS between orbit views
     mc_resolution: int = 128  # marching-cubes grid over [-1, 1]^3
     seed: int = 0
@@ -75,9 +75,10 @@ def recon_preset(name: str) -> ReconConfig:
     if name == "test":
         return ReconConfig(
             image_size=48,
+            gs_image_size=32,
             num_interp=16,
             mc_resolution=48,
-            gaussians=GaussianFitConfig(num_init=500, steps=120, densify_from=40, densify_until=90, densify_every=40),
+            gaussians=GaussianFitConfig(num_init=500, steps=40, densify_from=20, densify_until=30, densify_every=20),
             neus=replace(
                 NeuSConfig(), n_levels=4, log2_hashmap_size=12, max_resolution=64, hidden=32, steps=250,
                 rays_per_step=384, samples_per_ray=32, eikonal_points=512,
@@ -86,9 +87,10 @@ def recon_preset(name: str) -> ReconConfig:
     if name == "gpu":
         return ReconConfig(
             image_size=1024,
+            gs_image_size=512,
             mc_resolution=256,
             device="cuda",
-            gaussians=GaussianFitConfig(num_init=10_000, steps=1500, densify_until=1100, densify_every=200, densify_from=200),
+            gaussians=GaussianFitConfig(num_init=10_000, steps=1500, views_per_step=4, densify_until=1100, densify_every=200, densify_from=200),
             neus=replace(
                 NeuSConfig(), n_levels=16, log2_hashmap_size=19, max_resolution=2048, steps=2000,
                 rays_per_step=8192, samples_per_ray=96, eikonal_points=8192,

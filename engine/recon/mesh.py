@@ -109,5 +109,6 @@ def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
 
 def load_mesh(path: str | os.PathLike) -> Mesh:
     tm = trimesh.load(path, force="mesh", process=False)
-    colors = np.asarray(tm.visual.to_color().vertex_colors, np.float32)[:, :3] / 255.0
+    visual = tm.visual.to_color() if hasattr(tm.visual, "to_color") else tm.visual
+    colors = np.asarray(visual.vertex_colors, np.float32)[:, :3] / 255.0
     return Mesh(np.asarray(tm.vertices, np.float32), np.asarray(tm.faces, np.int64), colors)

@@ -40,7 +40,7 @@ class NeuSField(nn.Module):
         )
         self.grid = HashGrid(grid_cfg, impl=impl)
         self.sdf_net = nn.Sequential(
-            nn.Linear(3 + self.grid.out_dim, cfg.hidden), nn.Softplus(beta=100), nn.Linear(cfg.hidden, 1 + cfg.geo_features)
+            nn.Linear(3 + self.grid.out_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1 + cfg.geo_features)
         )
         self.color_net = nn.Sequential(
             nn.Linear(3 + cfg.geo_features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 3)
