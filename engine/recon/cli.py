@@ -58,9 +58,15 @@ def _add_common(p: argparse.ArgumentParser, elevation: float = 0.0) -> None:
     p.add_argument("--preset", choices=PRESETS, default=None, help="default: gpu with CUDA, else cpu_small")
     p.add_argument("--interp", type=int, default=None, metavar="M", help="extra views rendered from the 3DGS (default 16; 0 skips the 3DGS)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: the many small ops of the fits gain little from "
+                        "more, and lose a lot when the cores are shared)")
 
 
 def _config(args: argparse.Namespace) -> ReconConfig:
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu_small")
     cfg = replace(recon_preset(preset), seed=args.seed)
     if args.interp is not None:

@@ -20,7 +20,7 @@ from engine.cameras import HI3D_NUM_VIEWS
 
 WHITE_THRESHOLD = 0.9  # a pixel whose channels are all above this counts as white
 MIN_WHITE_BORDER = 0.9  # share of border pixels that must be white
-BACKGROUND_TOLERANCE = 0.04  # background = near-white (all channels > 1 - this), connected to the border
+BACKGROUND_TOLERANCE = 0.1  # background = near-white (all channels > 1 - this), connected to the border
 
 
 def load_views(folder: str | os.PathLike, num_views: int = HI3D_NUM_VIEWS) -> Tensor:  # [V, 3, H, W]
