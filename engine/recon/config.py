@@ -80,8 +80,8 @@ def recon_preset(name: str) -> ReconConfig:
             mc_resolution=48,
             gaussians=GaussianFitConfig(num_init=500, steps=40, densify_from=20, densify_until=30, densify_every=20),
             neus=replace(
-                NeuSConfig(), n_levels=4, log2_hashmap_size=12, max_resolution=64, hidden=32, steps=250,
-                rays_per_step=384, samples_per_ray=32, eikonal_points=512,
+                NeuSConfig(), n_levels=4, log2_hashmap_size=12, max_resolution=64, hidden=32, steps=150,
+                rays_per_step=256, samples_per_ray=32, eikonal_points=512,
             ),
         )
     if name == "gpu":

@@ -114,7 +114,14 @@ def fit_neus(
     progress: Progress | None = None,
 ) -> NeuSField:
     device = images.device
-    torch.manual_seed(seed)
+    # Seeded without touching the caller's global RNG state.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _fit(images, masks, cameras, cfg, impl, progress)
+
+
+def _fit(images: Tensor, masks: Tensor, cameras: Cameras, cfg: NeuSConfig, impl: str, progress: Progress | None) -> NeuSField:
+    device = images.device
     field = NeuSField(cfg, impl).to(device)
     rays = [cameras.rays(i) for i in range(len(cameras))]
     origins = torch.stack([r[0] for r in rays]).reshape(-1, 3).to(device)
