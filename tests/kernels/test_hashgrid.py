@@ -2,13 +2,20 @@
 API and input checks, and the Triton kernels (interpreted on CPU) against the reference."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from kernels.hashgrid import HashGrid, HashGridConfig, hashgrid_encode
 from kernels.hashgrid_ref import hashgrid_encode_ref, spatial_hash
+
+WORKER = Path(__file__).resolve().parent / "hashgrid_triton_worker.py"
 
 # 4 levels at resolutions 4, 8, 16, 32 with 2**10 rows: levels 0-1 dense, 2-3 hashed.
 SMALL = HashGridConfig(n_levels=4, n_features_per_level=2, log2_hashmap_size=10,
@@ -118,6 +125,7 @@ def test_module_forward_shape_init_and_cpu_auto():
         (torch.rand(10), r"x must have shape \[N, 3\]"),
         (torch.randint(0, 2, (10, 3)), "x must be a floating-point tensor"),
         ("not a tensor", "x must be a torch.Tensor"),
+        (torch.empty(10, 3, device="meta"), "x is on meta but the hash-grid table is on cpu"),
     ],
 )
 def test_bad_inputs_name_the_argument(x, match):
@@ -133,3 +141,89 @@ def test_bad_config_and_impl():
         HashGridConfig(base_resolution=64, max_resolution=32)
     with pytest.raises(ValueError, match="impl must be one of"):
         HashGrid(SMALL, impl="magic")
+    with pytest.raises(ValueError, match="impl='cuda' needs x and the table on a CUDA device"):
+        HashGrid(SMALL, impl="cuda")(torch.rand(4, 3))
+    with pytest.raises(TypeError, match="table must be float32"):
+        hashgrid_encode(torch.rand(4, 3), torch.zeros(SMALL.total_rows, 2, dtype=torch.float64),
+                        SMALL, "triton")
+
+
+# --- Triton kernels, interpreted on CPU (in a subprocess: see hashgrid_triton_worker.py) ---
+
+F4 = HashGridConfig(n_levels=3, n_features_per_level=4, log2_hashmap_size=9,
+                    base_resolution=3, max_resolution=20)
+CASES = {  # name: (config, points, position gradient wanted)
+    "small": (SMALL, 300, True),
+    "f4": (F4, 300, True),
+    "table_grad_only": (SMALL, 100, False),
+}
+
+
+def _points(n: int, seed: int) -> torch.Tensor:  # [n + 8, 3]: inside, on, outside the cube
+    g = torch.Generator().manual_seed(seed)
+    inside = torch.rand(n, 3, generator=g)
+    special = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.5],
+                            [0.25, 0.5, 0.75],  # vertices of every level
+                            [-0.2, 0.5, 0.5], [0.5, 1.3, 0.5], [1.5, -2.0, 3.0],
+                            [0.999999, 1e-7, 0.5]])
+    return torch.cat([inside, special])
+
+
+def _case(cfg: HashGridConfig, n: int, need_dx: bool, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    x = _points(n, seed)
+    return {"cfg": dataclasses.asdict(cfg), "x": x, "need_dx": need_dx,
+            "table": torch.randn(cfg.total_rows, cfg.n_features_per_level, generator=g),
+            "grad_out": torch.randn(x.shape[0], cfg.out_dim, generator=g)}
+
+
+@pytest.fixture(scope="module")
+def triton_results(tmp_path_factory) -> dict[str, tuple[dict, dict]]:
+    """{case name: (inputs, kernel results)} from one interpreted-Triton subprocess."""
+    cases = {name: _case(cfg, n, dx, seed) for seed, (name, (cfg, n, dx)) in enumerate(CASES.items())}
+    once = _case(SMALL, 20, True, seed=9)
+    cases["create_graph"] = {**once, "grad_out": None, "create_graph": True}
+    tmp = tmp_path_factory.mktemp("triton")
+    torch.save(list(cases.values()), tmp / "in.pt")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, str(WORKER), str(tmp / "in.pt"), str(tmp / "out.pt")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"interpreted Triton worker failed:\n{done.stderr[-3000:]}"
+    return dict(zip(cases, zip(cases.values(), torch.load(tmp / "out.pt"))))
+
+
+def _reference(case: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    cfg = HashGridConfig(**case["cfg"])
+    x = case["x"].clone().requires_grad_(case["need_dx"])
+    table = case["table"].clone().requires_grad_(True)
+    out = hashgrid_encode_ref(x, table, cfg)
+    out.backward(case["grad_out"])
+    return out.detach(), table.grad, x.grad
+
+
+@pytest.mark.parametrize("name", ["small", "f4"])
+def test_triton_matches_reference_forward_and_backward(triton_results, name):
+    case, got = triton_results[name]
+    out_r, gt_r, gx_r = _reference(case)
+    # Same fp32 arithmetic per corner; only the summation order can differ.
+    torch.testing.assert_close(got["out"], out_r, rtol=1e-5, atol=1e-6)
+    # Table gradients are summed with atomics in arbitrary order.
+    torch.testing.assert_close(got["grad_table"], gt_r, rtol=1e-5, atol=1e-5)
+    # Position gradients carry the factor N_l (up to 32) and sum 8 corners x L levels.
+    torch.testing.assert_close(got["grad_x"], gx_r, rtol=1e-4, atol=1e-4 * gx_r.abs().max().item())
+    assert got["grad_x"][-4:-1].eq(0).sum() >= 4  # clamped axes get no gradient
+
+
+def test_triton_table_gradient_without_position_gradient(triton_results):
+    case, got = triton_results["table_grad_only"]
+    out_r, gt_r, _ = _reference(case)
+    torch.testing.assert_close(got["out"], out_r, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["grad_table"], gt_r, rtol=1e-5, atol=1e-5)
+    assert got["grad_x"] is None
+
+
+def test_kernel_position_gradient_is_once_differentiable(triton_results):
+    _, got = triton_results["create_graph"]
+    assert got["create_graph_error"] is not None
+    assert "once-differentiable" in got["create_graph_error"]
+    assert "impl='torch'" in got["create_graph_error"]
