@@ -8,7 +8,10 @@ centred at the origin and scaled so that the box's longest side is 1.
 - Volume IoU: both meshes voxelised on the same 64^3 grid of voxel centres covering
   [-0.55, 0.55]^3; IoU = |inside_pred & inside_gt| / |inside_pred | inside_gt|.
 "Inside" is decided by ray parity along +z (meshes must be closed, as marching-cubes
-meshes are). The per-mesh normalisation hides global scale errors (the paper's choice).
+meshes are). The per-mesh normalisation hides global scale errors (the paper's choice),
+but also lets surface the views never see (below an object on an orbit that looks down)
+shift the whole prediction. Where both meshes share one frame (our harness), `frame="gt"`
+normalises both with the ground truth's box instead: the plain geometric error.
 """
 from __future__ import annotations
 
@@ -25,22 +28,33 @@ IOU_HALF_EXTENT = 0.55
 _RAY_JITTER = (0.5 + 1e-4 * np.pi, 0.5 + 1e-4 * np.e)
 
 
-def normalize(vertices: np.ndarray) -> np.ndarray:  # [V, 3] -> [V, 3]
-    lo, hi = vertices.min(0), vertices.max(0)
+def normalize(vertices: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:  # [V, 3]
+    """Centre the bounding box of `reference` (default: `vertices`) and scale its longest side to 1."""
+    ref = vertices if reference is None else reference
+    lo, hi = ref.min(0), ref.max(0)
     return (vertices - (lo + hi) / 2.0) / (hi - lo).max()
 
 
-def chamfer_distance(pred: Mesh, gt: Mesh, num_points: int = 100_000, seed: int = 0) -> float:
-    p = _sample(normalize(pred.vertices), pred.faces, num_points, seed)
-    g = _sample(normalize(gt.vertices), gt.faces, num_points, seed + 1)
+def _normalized_pair(pred: Mesh, gt: Mesh, frame: str) -> tuple[np.ndarray, np.ndarray]:
+    if frame not in ("each", "gt"):
+        raise ValueError(f"frame must be 'each' (paper) or 'gt', got {frame!r}")
+    ref = None if frame == "each" else gt.vertices
+    return normalize(pred.vertices, ref), normalize(gt.vertices, ref)
+
+
+def chamfer_distance(pred: Mesh, gt: Mesh, num_points: int = 100_000, seed: int = 0, frame: str = "each") -> float:
+    pv, gv = _normalized_pair(pred, gt, frame)
+    p = _sample(pv, pred.faces, num_points, seed)
+    g = _sample(gv, gt.faces, num_points, seed + 1)
     d_pg = cKDTree(g).query(p)[0]
     d_gp = cKDTree(p).query(g)[0]
     return float((d_pg.mean() + d_gp.mean()) / 2.0)
 
 
-def volume_iou(pred: Mesh, gt: Mesh, resolution: int = IOU_RESOLUTION) -> float:
-    a = occupancy(normalize(pred.vertices), pred.faces, resolution)
-    b = occupancy(normalize(gt.vertices), gt.faces, resolution)
+def volume_iou(pred: Mesh, gt: Mesh, resolution: int = IOU_RESOLUTION, frame: str = "each") -> float:
+    pv, gv = _normalized_pair(pred, gt, frame)
+    a = occupancy(pv, pred.faces, resolution)
+    b = occupancy(gv, gt.faces, resolution)
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 

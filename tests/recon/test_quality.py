@@ -47,6 +47,8 @@ def test_chamfer(gt_meshes):
     s = gt_meshes["sphere"]
     moved = Mesh(s.vertices * 1.7 + np.float32([0.2, -0.1, 0.3]), s.faces, s.colors)
     assert chamfer_distance(moved, s) < 0.004  # normalisation removes scale and offset
+    assert chamfer_distance(moved, s, num_points=20000, frame="gt") > 0.2  # ... unless in the GT's frame
+    assert volume_iou(moved, s, frame="gt") < 0.5
     # normalised sphere (diameter 1) vs normalised box (1 x 0.71 x 0.86): clearly apart
     box_vs_sphere = chamfer_distance(gt_meshes["box"], s, num_points=20000)
     assert 0.03 < box_vs_sphere < 0.2
