@@ -78,7 +78,7 @@ def recon_preset(name: str) -> ReconConfig:
             gs_image_size=32,
             num_interp=16,
             mc_resolution=48,
-            gaussians=GaussianFitConfig(num_init=500, steps=40, densify_from=20, densify_until=30, densify_every=20),
+            gaussians=GaussianFitConfig(num_init=500, steps=80, densify_from=20, densify_until=60, densify_every=20),
             neus=replace(
                 NeuSConfig(), n_levels=4, log2_hashmap_size=12, max_resolution=64, hidden=32, steps=150,
                 rays_per_step=256, samples_per_ray=32, eikonal_points=512,

@@ -17,7 +17,7 @@ from tests.recon.conftest import ELEVATION
 # CD 0.0172, IoU 0.6631; a sphere seen in 16 exact views must do much better.
 SPHERE_MAX_CHAMFER = 0.01
 SPHERE_MIN_IOU = 0.9
-GS_MIN_HELDOUT_PSNR = 20.0
+GS_MIN_HELDOUT_PSNR = 21.0  # 23.0 dB measured (init: 18.7)
 
 
 def _psnr(a, b):
@@ -55,8 +55,8 @@ def test_gaussians_render_held_out_views(gt_meshes, tmp_path):
     rgb0, _ = render_views(init, held, impl="torch")
     rgb, alpha = render_views(g, held, impl="torch")
     assert _psnr(rgb, target[..., :3]) > GS_MIN_HELDOUT_PSNR
-    assert _psnr(rgb, target[..., :3]) > _psnr(rgb0, target[..., :3]) + 0.5  # the fit improved on the init
-    assert (alpha - target[..., 3]).abs().mean() < 0.05
+    assert _psnr(rgb, target[..., :3]) > _psnr(rgb0, target[..., :3]) + 2.0  # the fit improved on the init
+    assert (alpha - target[..., 3]).abs().mean() < 0.05  # 0.034 measured
     assert len(g) != len(init)  # densification / pruning ran
 
     path = tmp_path / "g.ply"
