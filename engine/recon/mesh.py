@@ -1,0 +1,116 @@
+"""Mesh extraction (marching cubes on an SDF), cleaning and atomic export."""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import trimesh
+from skimage.measure import marching_cubes
+
+from engine.recon.mesh_render import vertex_normals
+
+MESH_FORMATS = (".glb", ".obj", ".ply")
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh with per-vertex colors, in the world frame of engine.cameras."""
+
+    vertices: np.ndarray  # [V, 3] float32
+    faces: np.ndarray  # [F, 3] int64, counter-clockwise seen from outside
+    colors: np.ndarray  # [V, 3] float32 in [0, 1]
+
+    def to_trimesh(self) -> trimesh.Trimesh:
+        rgba = np.concatenate([np.round(np.clip(self.colors, 0, 1) * 255), np.full((len(self.colors), 1), 255)], 1)
+        return trimesh.Trimesh(self.vertices, self.faces, vertex_colors=rgba.astype(np.uint8), process=False)
+
+
+def grid_points(resolution: int, bound: float) -> np.ndarray:  # [R^3, 3], x slowest
+    axis = np.linspace(-bound, bound, resolution)
+    return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+
+
+def extract_mesh(
+    sdf_fn: Callable[[np.ndarray], np.ndarray],  # [N, 3] -> [N], negative inside
+    color_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],  # points, normals [N, 3] -> [N, 3]
+    resolution: int,
+    bound: float = 1.0,
+    chunk: int = 65536,
+) -> Mesh:
+    """Marching cubes of the zero level set inside [-bound, bound]^3, then vertex colors.
+
+    The grid's outer layer is forced outside so that the surface is always closed.
+    """
+    pts = grid_points(resolution, bound)
+    sdf = np.concatenate([np.asarray(sdf_fn(pts[i : i + chunk]), np.float32) for i in range(0, len(pts), chunk)])
+    sdf = sdf.reshape(resolution, resolution, resolution)
+    sdf[[0, -1]] = sdf[:, [0, -1]] = sdf[:, :, [0, -1]] = np.abs(sdf).max() + 1.0
+    if not (sdf.min() < 0.0 < sdf.max()):
+        raise ValueError("the SDF has no zero crossing inside the bounds: nothing to extract")
+    h = 2.0 * bound / (resolution - 1)
+    verts, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(h, h, h))
+    verts = (verts - bound).astype(np.float32)
+    mesh = clean_mesh(Mesh(verts, faces.astype(np.int64), np.zeros_like(verts)))
+    normals = vertex_normals(mesh.vertices.astype(np.float64), mesh.faces).astype(np.float32)
+    colors = np.concatenate(
+        [np.asarray(color_fn(mesh.vertices[i : i + chunk], normals[i : i + chunk])) for i in range(0, len(mesh.vertices), chunk)]
+    )
+    return Mesh(mesh.vertices, mesh.faces, np.clip(colors, 0.0, 1.0).astype(np.float32))
+
+
+def clean_mesh(mesh: Mesh) -> Mesh:
+    """Keep the largest connected component, drop unused vertices, orient faces outward."""
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    labels = trimesh.graph.connected_component_labels(tm.face_adjacency, node_count=len(tm.faces))
+    keep = labels == np.bincount(labels).argmax()
+    used = np.unique(mesh.faces[keep])
+    remap = np.full(len(mesh.vertices), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    faces = remap[mesh.faces[keep]]
+    vertices, colors = mesh.vertices[used], mesh.colors[used]
+    if signed_volume(vertices, faces) < 0:
+        faces = faces[:, ::-1].copy()
+    return Mesh(vertices, faces, colors)
+
+
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    a, b, c = (vertices[faces[:, k]].astype(np.float64) for k in range(3))
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes next to `path`, then rename over it: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # os.open with 0o666 keeps the user's umask (mkstemp would force 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
+    """Export as .glb, .obj or .ply (chosen by the suffix), with vertex colors."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MESH_FORMATS:
+        raise ValueError(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_FORMATS}")
+    data = mesh.to_trimesh().export(file_type=suffix[1:])
+    atomic_write(path, data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def load_mesh(path: str | os.PathLike) -> Mesh:
+    tm = trimesh.load(path, force="mesh", process=False)
+    visual = tm.visual.to_color() if hasattr(tm.visual, "to_color") else tm.visual
+    colors = np.asarray(visual.vertex_colors, np.float32)[:, :3] / 255.0
+    return Mesh(np.asarray(tm.vertices, np.float32), np.asarray(tm.faces, np.int64), colors)
