@@ -12,7 +12,6 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -181,22 +180,6 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically: a temp file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_json(path: str | Path) -> Any:

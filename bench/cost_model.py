@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,8 +30,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from bench.common import format_table, read_json, write_json
+from bench.common import format_table, read_json
 from engine.config import Hi3DConfig, UNetConfig, preset
+from engine.files import atomic_write_json
 from engine.models.unet import Hi3DUNet
 from engine.models.vae import VAEDecoder
 
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
               f"preset {latency.get('preset')}, dtype {latency.get('dtype')}")
     print(table)
     if args.out:
-        write_json(args.out, {"preset": cfg.name, "hardware": asdict(H100_SXM), "costs": records})
+        atomic_write_json(args.out, {"preset": cfg.name, "hardware": asdict(H100_SXM), "costs": records})
         print(f"wrote {args.out}")
 
 

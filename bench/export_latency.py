@@ -6,7 +6,6 @@ compare numbers measured side by side on the same machine and load).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -17,7 +16,7 @@ import torch
 from engine.backends.onnxruntime_backend import OnnxRuntimeRunner
 from engine.backends.torch_backend import TorchRunner
 from engine.config import PRESETS, preset
-from export import artifacts
+from engine.files import atomic_write_json
 from export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
 
 
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         record = {"preset": cfg.name, "point": args.point, "device": "cpu", "threads": args.threads,
                   "torch": torch.__version__, "iters": args.iters, "models": rows}
-        artifacts.atomic_write_bytes(args.out, json.dumps(record, indent=2).encode())
+        atomic_write_json(args.out, record)
         print(f"wrote {args.out}")
     return 0
 

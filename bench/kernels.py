@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,6 +23,8 @@ if __name__ == "__main__" and not __package__:
     # Run as a file, sys.path[0] is bench/, where this file would shadow the `kernels`
     # package: put the repository root there instead.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from engine.files import atomic_write_json  # noqa: E402
 
 MODES = ("fwd", "fwd+bwd", "fwd+bwd+dx")
 
@@ -118,18 +118,6 @@ def _print_table(rows: list[dict]) -> None:
               f"{r.get('ms', float('nan')):>10.3f} {rate}")
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
@@ -157,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": "cpu: Triton interpreted (TRITON_INTERPRET=1), for the record only" if device == "cpu" else "",
         "hashgrid": rows, "gaussians": gaussians,
     }
-    write_json_atomic(args.out, payload)
+    atomic_write_json(args.out, payload)
     print(f"wrote {args.out}")
     return 0
 

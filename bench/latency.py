@@ -36,9 +36,10 @@ from torch import Tensor, nn
 
 from bench.common import (
     COMPONENTS, NOISE_NOTE, PeakRSS, Recorder, cuda_peak_bytes, format_table, machine_info, mib, reset_cuda_peak,
-    summarize, write_json,
+    summarize,
 )
 from engine.backends import BACKENDS, Networks, Runner
+from engine.files import atomic_write_json
 from engine.backends.torch_backend import load_modules, torch_networks
 from engine.config import Hi3DConfig, StageConfig, preset
 from engine.pipeline import GenerationParams, Hi3DPipeline
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["ratios"] = {f"{backends[1]}/{backends[0]}": ratios(report["backends"], *backends)}
     print_report(report)
     if args.out:
-        write_json(args.out, report)
+        atomic_write_json(args.out, report)
         print(f"wrote {args.out}")
     return report
 

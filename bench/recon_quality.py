@@ -12,7 +12,6 @@ paper's normalisation (engine.recon.quality). Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.cameras import hi3d_cameras  # noqa: E402
 from engine.recon import reconstruct  # noqa: E402
 from engine.recon.config import PRESETS, recon_preset  # noqa: E402
-from engine.recon.mesh import atomic_write  # noqa: E402
+from engine.files import atomic_write_json  # noqa: E402
 from engine.recon.mesh_render import render_mesh  # noqa: E402
 from engine.recon.quality import chamfer_distance, volume_iou  # noqa: E402
 from engine.recon.shapes import SHAPES  # noqa: E402
@@ -83,7 +82,7 @@ def main() -> int:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
         "torch": torch.__version__, "paper_gso": PAPER, "rows": rows,
     }
-    atomic_write(args.out, json.dumps(report, indent=2).encode())
+    atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

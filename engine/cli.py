@@ -41,6 +41,8 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "compiled", "onnxruntime", "tensorrt"])
     p.add_argument("--artifacts", type=Path, default=Path("build"), help="ONNX/TensorRT artifacts (non-torch backends)")
     p.add_argument("--remove-background", action="store_true", help="matte the object with rembg first")
+    p.add_argument("--mesh", action="store_true", help="also reconstruct the stage-2 views into OUT/mesh.glb")
+    p.add_argument("--recon-preset", choices=["cpu_small", "gpu"], help="reconstruction schedule (default: by device)")
 
 
 def build_pipeline(args: argparse.Namespace):
@@ -94,16 +96,50 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     params = GenerationParams(elevation=args.elevation, seed=args.seed, steps=args.steps)
     params.validate()
+    if args.mesh and args.weights is None:
+        raise SystemExit("error: --mesh needs --weights: the weight-free tiny views are noise, not an object "
+                         "(`hi3d demo` shows the reconstruction on a rendered object)")
     cfg, pipe = build_pipeline(args)
     image1, image2 = prepare_input(args.image, cfg, args.remove_background)
     t0 = time.perf_counter()
     views = pipe(image1, image2, params, progress=_progress_bar())
     elapsed = time.perf_counter() - t0
+    mesh = reconstruct_views(views.stage2, args) if args.mesh else None
     # Everything is computed before anything is written: a failure leaves --out untouched.
     images.save_views(views.stage1, args.out / "stage1")
     images.save_views(views.stage2, args.out / "stage2")
     print(f"{cfg.name}: {len(views.stage2)} views in {elapsed:.1f} s -> {args.out}/stage1, {args.out}/stage2")
+    if mesh is not None:
+        from engine.recon import save_mesh
+
+        save_mesh(mesh, args.out / "mesh.glb")
+        print(f"mesh: {len(mesh.faces)} faces -> {args.out / 'mesh.glb'}")
     return 0
+
+
+def reconstruct_views(views: torch.Tensor, args: argparse.Namespace):
+    """Stage-2 views ([-1, 1]) -> colored mesh, with the reconstruction schedule for the device."""
+    from dataclasses import replace
+
+    from engine.recon import recon_preset, reconstruct
+
+    name = args.recon_preset or ("gpu" if args.device == "cuda" else "cpu_small")
+    cfg = replace(recon_preset(name), seed=args.seed)
+    return reconstruct((views.float() + 1.0) / 2.0, args.elevation, cfg)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """No weights: reconstruct a rendered object. With --weights and --image: image -> mesh."""
+    if args.weights is None:
+        from engine.recon.cli import run_demo
+
+        return run_demo(args)
+    if args.image is None:
+        raise SystemExit("error: demo --weights needs --image IMAGE")
+    gen = make_parser().parse_args(["generate", str(args.image), "--out", str(args.out), "--weights",
+                                    str(args.weights), "--elevation", str(args.elevation), "--seed",
+                                    str(args.seed), "--mesh"])
+    return cmd_generate(gen)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -114,7 +150,15 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True)
     add_generation_args(g)
     g.set_defaults(func=cmd_generate)
+    from engine.recon.cli import add_demo_parser, add_reconstruct_parser
+
+    add_reconstruct_parser(sub)
+    d = add_demo_parser(sub)
+    d.add_argument("--weights", type=Path, help="with --image: run the whole image -> mesh path on real weights")
+    d.add_argument("--image", type=Path, help="the photo to turn into a mesh (with --weights)")
+    d.set_defaults(func=cmd_demo)
     from serving.cli import add_client_parser, add_serve_parser
+
     add_serve_parser(sub)
     add_client_parser(sub)
     return parser

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+
+from engine.files import atomic_write
 
 MAX_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before decoding
 
@@ -75,18 +75,6 @@ def to_uint8(x: Tensor) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
@@ -109,6 +97,6 @@ def save_views(views: Tensor, out_dir: Path) -> list[Path]:
     paths = []
     for i, v in enumerate(views):
         paths.append(out_dir / f"{i:03d}.png")
-        atomic_write_bytes(paths[-1], png_bytes(to_uint8(v)))
-    atomic_write_bytes(out_dir / "contact_sheet.png", png_bytes(contact_sheet(views)))
+        atomic_write(paths[-1], png_bytes(to_uint8(v)))
+    atomic_write(out_dir / "contact_sheet.png", png_bytes(contact_sheet(views)))
     return paths

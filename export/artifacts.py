@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.files import atomic_write_json
 
 _CHUNK = 1 << 22
 
@@ -27,18 +27,6 @@ def sha256_file(path: Path) -> str:
 
 def key_hash(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -59,7 +47,7 @@ def write_sidecar(artifact: Path, key: dict, files: list[Path], extra: dict | No
         "files": {f.name: sha256_file(f) for f in files},
         **(extra or {}),
     }
-    atomic_write_bytes(sidecar_path(artifact), json.dumps(record, indent=2, sort_keys=True).encode())
+    atomic_write_json(sidecar_path(artifact), record)
 
 
 def read_sidecar(artifact: Path) -> dict | None:

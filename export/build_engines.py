@@ -11,7 +11,6 @@ unless --engines demands them); 1 a parity check failed; 2 bad arguments or inpu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ if not __package__:  # run as a script: use the checkout this file lives in
 import torch
 
 from engine.config import PRESETS, preset
+from engine.files import atomic_write_json
 from export import artifacts
 from export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
 from export.parity import ParityError
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(rows))
     report = {"preset": cfg.name, "precision": args.precision, "engines_skipped": engines_missing, "models": rows}
     out.base.mkdir(parents=True, exist_ok=True)
-    artifacts.atomic_write_bytes(out.base / "build_report.json", json.dumps(report, indent=2).encode())
+    atomic_write_json(out.base / "build_report.json", report)
     print(f"\nreport: {out.base / 'build_report.json'}")
     if failed:
         print(f"error: parity failed for {', '.join(failed)}", file=sys.stderr)

@@ -11,7 +11,6 @@ recorded in the JSON, not an error: see tooling.md).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
@@ -24,6 +23,7 @@ import torch
 
 from engine.backends.tensorrt_backend import unavailable_reason
 from engine.config import preset
+from engine.files import atomic_write_json
 from export import artifacts
 from export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         record = run_preset(name, args.out, parse_networks(args.models), torch.device("cuda"))
         failed |= any("error" in m for m in record["models"].values())
         path = args.results / f"export_{name}.json"
-        artifacts.atomic_write_bytes(path, json.dumps(record, indent=2).encode())
+        atomic_write_json(path, record)
         print(f"wrote {path}")
     return 1 if failed else 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import onnx
 
 from engine.backends.tensorrt_backend import BuildEnv, Profile
+from engine.files import atomic_write
 from export import artifacts
 from export.specs import ExportSpec
 
@@ -128,8 +129,8 @@ def ensure_engine(
     start = time.perf_counter()
     plan, cache = build(onnx_path, profile, precision, cache_file.read_bytes() if cache_file.exists() else b"")
     seconds = time.perf_counter() - start
-    artifacts.atomic_write_bytes(path, plan)
-    artifacts.atomic_write_bytes(cache_file, cache)
+    atomic_write(path, plan)
+    atomic_write(cache_file, cache)
     artifacts.write_sidecar(path, key, [path], extra={"build_seconds": seconds})
     log(f"[{spec.network}] engine built in {seconds:.1f}s: {path.name}")
     return EngineArtifact(path, f"built ({verdict.reason})", path.stat().st_size, seconds)

@@ -120,7 +120,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         if arr is None:
             continue
         for i, view in enumerate(arr):
-            images.atomic_write_bytes(args.out / stage / f"{i:03d}.png", images.png_bytes(view))
+            images.atomic_write(args.out / stage / f"{i:03d}.png", images.png_bytes(view))
     print(f"{len(views.stage1)} views in {elapsed:.1f} s from {args.url} -> {args.out}")
     return 0
 

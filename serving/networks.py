@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.backends import NETWORK_NAMES as NETWORKS  # torch only: keeps diffusers out of the CLI
 from engine.config import Hi3DConfig
 
-NETWORKS = ("clip", "aesthetic", "vae_encoder", "vae_decoder", "depth", "unet1", "unet2")
 BATCHED = ("unet1", "unet2")  # the only networks concurrent requests share calls of
 WEIGHTS_FILE = "weights.pt"
 
@@ -69,26 +69,10 @@ def network_io(cfg: Hi3DConfig, name: str) -> NetworkIO:
     raise ValueError(f"unknown network {name!r}; choose one of {NETWORKS}")
 
 
-def build_network(cfg: Hi3DConfig, name: str) -> nn.Module:
-    """One network, uninitialised weights (they are loaded from the repository next)."""
-    from engine.models import AestheticScorer, CLIPImageTower, DepthModel, Hi3DUNet, VAEDecoder, VAEEncoder
-
-    make = {
-        "clip": lambda: CLIPImageTower(cfg.clip),
-        "aesthetic": lambda: AestheticScorer(cfg.aesthetic),
-        "vae_encoder": lambda: VAEEncoder(cfg.vae),
-        "vae_decoder": lambda: VAEDecoder(cfg.vae),
-        "unet1": lambda: Hi3DUNet(cfg.stage1.unet, cfg.num_frames),
-        "unet2": lambda: Hi3DUNet(cfg.stage2.unet, cfg.num_frames),
-        "depth": lambda: DepthModel(cfg.depth),
-    }
-    if name not in make:
-        raise ValueError(f"unknown network {name!r}; choose one of {NETWORKS}")
-    return make[name]()
-
-
 def load_network(cfg: Hi3DConfig, name: str, weights: Path, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Rebuild `name` and load the state dict build-repo wrote, on `device` in `dtype`."""
+    from engine.models import build_network  # imports diffusers: only inside the served model
+
     module = build_network(cfg, name)
     module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     module = module.to(device=device, dtype=dtype).eval()

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.config import Hi3DConfig, preset
-from serving.networks import BATCHED, NETWORKS, TensorIO, network_io
+from serving.networks import NETWORKS, TensorIO, network_io
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 ENSEMBLES = ("hi3d", "hi3d_stage1")

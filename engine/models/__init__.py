@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.backends import NETWORK_NAMES
 from engine.config import Hi3DConfig
 from engine.models.aesthetic import AestheticScorer
 from engine.models.clip import CLIPImageTower
@@ -12,16 +13,24 @@ from engine.models.unet import Hi3DUNet
 from engine.models.vae import VAEDecoder, VAEEncoder
 
 
+def build_network(cfg: Hi3DConfig, name: str) -> nn.Module:
+    """One network, initialised from the global RNG."""
+    make = {
+        "clip": lambda: CLIPImageTower(cfg.clip),
+        "aesthetic": lambda: AestheticScorer(cfg.aesthetic),
+        "vae_encoder": lambda: VAEEncoder(cfg.vae),
+        "vae_decoder": lambda: VAEDecoder(cfg.vae),
+        "unet1": lambda: Hi3DUNet(cfg.stage1.unet, cfg.num_frames),
+        "unet2": lambda: Hi3DUNet(cfg.stage2.unet, cfg.num_frames),
+        "depth": lambda: DepthModel(cfg.depth),
+    }
+    if name not in make:
+        raise ValueError(f"unknown network {name!r}; choose one of {NETWORK_NAMES}")
+    return make[name]()
+
+
 def build_networks(cfg: Hi3DConfig, seed: int = 0) -> dict[str, nn.Module]:
     """Every network, randomly initialised from `seed` (reproducibly: the global RNG is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return {
-            "clip": CLIPImageTower(cfg.clip),
-            "aesthetic": AestheticScorer(cfg.aesthetic),
-            "vae_encoder": VAEEncoder(cfg.vae),
-            "vae_decoder": VAEDecoder(cfg.vae),
-            "unet1": Hi3DUNet(cfg.stage1.unet, cfg.num_frames),
-            "unet2": Hi3DUNet(cfg.stage2.unet, cfg.num_frames),
-            "depth": DepthModel(cfg.depth),
-        }
+        return {name: build_network(cfg, name) for name in NETWORK_NAMES}

@@ -11,7 +11,6 @@ engine/cli.py wires them in with:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -19,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from engine.cameras import hi3d_cameras
 from engine.recon import reconstruct
 from engine.recon.config import PRESETS, ReconConfig, recon_preset
-from engine.recon.mesh import MESH_FORMATS, atomic_write, save_mesh
+from engine.files import atomic_write, atomic_write_json
+from engine.images import png_bytes
+from engine.recon.mesh import MESH_FORMATS, save_mesh
 from engine.recon.mesh_render import render_mesh
 from engine.recon.quality import chamfer_distance, volume_iou
 from engine.recon.shapes import SHAPES
@@ -126,10 +126,7 @@ def run_demo(args: argparse.Namespace) -> int:
     rgba = render_mesh(gt.vertices, gt.faces, gt.colors, cams)
     for i, img in enumerate(rgba):
         path = out / "views" / f"{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        Image.fromarray(np.round(img[..., :3] * 255).astype(np.uint8)).save(tmp)
-        tmp.replace(path)
+        atomic_write(path, png_bytes(np.round(img[..., :3] * 255).astype(np.uint8)))
     print(f"rendered the 16 Hi3D views of the demo object ({DEMO_SHAPE}) into {out / 'views'}")
     views = load_views(out / "views")
     t0 = time.perf_counter()
@@ -143,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "seconds": seconds,
         "faces": int(len(mesh.faces)), "num_interp": cfg.num_interp, "image_size": cfg.image_size,
     }
-    atomic_write(out / "demo_metrics.json", json.dumps(metrics, indent=2).encode())
+    atomic_write_json(out / "demo_metrics.json", metrics)
     print(f"wrote {out / 'demo.glb'} ({len(mesh.faces)} faces) in {seconds:.1f} s")
     print(f"vs ground truth: Chamfer {metrics['chamfer']:.4f}  volume IoU {metrics['volume_iou']:.4f} "
           f"(paper protocol; Hi3D on GSO: 0.0172 / 0.6631)")

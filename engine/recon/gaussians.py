@@ -27,7 +27,7 @@ from torch import Tensor
 
 from engine.cameras import Cameras
 from engine.recon.config import GaussianFitConfig
-from engine.recon.mesh import atomic_write
+from engine.files import atomic_write
 from kernels.gaussians import rasterize
 
 Progress = Callable[[str, int, int, float], None]

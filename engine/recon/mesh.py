@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,6 +10,7 @@ import numpy as np
 import trimesh
 from skimage.measure import marching_cubes
 
+from engine.files import atomic_write
 from engine.recon.mesh_render import vertex_normals
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
@@ -80,22 +80,6 @@ def clean_mesh(mesh: Mesh) -> Mesh:
 def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     a, b, c = (vertices[faces[:, k]].astype(np.float64) for k in range(3))
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes next to `path`, then rename over it: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open with 0o666 keeps the user's umask (mkstemp would force 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
