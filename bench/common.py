@@ -79,6 +79,26 @@ def time_call(fn: Callable[[], Any], device: torch.device | str, warmup: int, it
     return samples
 
 
+def mean_ms(fn: Callable[[], Any], device: torch.device | str, warmup: int, iters: int) -> float:
+    """Mean milliseconds per call over a back-to-back run: for kernels, where a sync per call
+    would dominate. CUDA events on GPU, wall clock on CPU."""
+    for _ in range(warmup):
+        fn()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / iters
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t0) * 1e3 / iters
+
+
 class Recorder:
     """Named samples in seconds, collected by `span` (a timed block) or `add`."""
 

@@ -15,7 +15,6 @@ import importlib.util
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -24,32 +23,10 @@ if __name__ == "__main__" and not __package__:
     # package: put the repository root there instead.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench.common import mean_ms  # noqa: E402
 from engine.files import atomic_write_json  # noqa: E402
 
 MODES = ("fwd", "fwd+bwd", "fwd+bwd+dx")
-
-
-def _timer(device: str) -> Callable[[Callable[[], None], int, int], float]:
-    import torch
-
-    def time_ms(fn: Callable[[], None], warmup: int, iters: int) -> float:
-        for _ in range(warmup):
-            fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end) / iters
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        return (time.perf_counter() - t0) * 1e3 / iters
-
-    return time_ms
 
 
 def _step(grid, x, mode: str) -> Callable[[], None]:
@@ -86,14 +63,13 @@ def bench_hashgrid(device: str) -> list[dict]:
     else:
         cfg = HashGridConfig(n_levels=4, log2_hashmap_size=10, base_resolution=4, max_resolution=32)
         n_points, warmup, iters, impls = 256, 1, 2, ["triton", "torch"]
-    time_ms = _timer(device)
     x = torch.rand(n_points, 3, device=device, generator=torch.Generator(device).manual_seed(0))
     rows = []
     for impl in impls:
         torch.manual_seed(0)
         grid = HashGrid(cfg, impl=impl).to(device)
         for mode in MODES:
-            ms = time_ms(_step(grid, x, mode), warmup, iters)
+            ms = mean_ms(_step(grid, x, mode), device, warmup, iters)
             rows.append({"kernel": "hashgrid", "impl": impl, "mode": mode, "ms": ms,
                          "points": n_points, "levels": cfg.n_levels,
                          "log2_hashmap_size": cfg.log2_hashmap_size,

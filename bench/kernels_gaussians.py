@@ -14,12 +14,9 @@ run interpreted, at a tiny size, for the record only. ``bench_gaussians`` return
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -28,6 +25,9 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch
+
+from bench.common import mean_ms  # noqa: E402
+from engine.files import atomic_write_json  # noqa: E402
 
 MODES = ("fwd", "fwd+bwd")
 
@@ -52,24 +52,6 @@ def make_scene(n: int, size: int, device: str, seed: int = 0) -> tuple[dict, dic
     params = {k: v.to(device) for k, v in params.items()}
     camera = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in camera.items()}
     return params, camera
-
-
-def _time_ms(fn: Callable[[], None], device: str, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / iters
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - t0) * 1e3 / iters
 
 
 def _step(params: dict, camera: dict, impl: str, mode: str) -> Callable[[], None]:
@@ -113,7 +95,7 @@ def bench_gaussians(device: str | None = None, n: int | None = None, size: int |
                 row = {"kernel": "gaussians", "impl": impl, "mode": mode, "n": n, "size": size,
                        "device": torch.cuda.get_device_name() if on_gpu else "cpu"}
                 try:
-                    row["ms"] = _time_ms(_step(params, camera, impl, mode), device,
+                    row["ms"] = mean_ms(_step(params, camera, impl, mode), device,
                                          warmup=3 if on_gpu else 0, iters=iters)
                     if mode == "fwd":
                         from kernels.gaussians import rasterize
@@ -142,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"torch": torch.__version__, "rows": rows,
                "note": "" if rows and rows[0]["device"] != "cpu" else
                "cpu: Triton interpreted, tiny size, for the record only (not a speed figure)"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, args.out)
+    atomic_write_json(args.out, payload)
     print(f"wrote {args.out}")
     return 0
 
