@@ -32,12 +32,12 @@ NOISE_NOTE = (
 COMPONENTS = (
     "stage1.conditions", "stage1.unet_step", "stage1.sample", "stage1.decode", "stage1.total",
     "stage2.conditions", "stage2.depth", "stage2.blend_refs", "stage2.unet_step", "stage2.sample",
-    "stage2.decode", "stage2.total", "recon.3dgs", "recon.neus", "recon.marching_cubes", "recon.total", "end_to_end",
+    "stage2.decode", "stage2.total", "recon.3dgs", "recon.neus", "recon.total", "end_to_end",
 )
 # What a stacked bar of one end-to-end run is made of (no overlaps, no per-step figures).
 STACK = (
     "stage1.conditions", "stage1.sample", "stage1.decode", "stage2.conditions", "stage2.blend_refs",
-    "stage2.sample", "stage2.decode", "recon.3dgs", "recon.neus", "recon.marching_cubes",
+    "stage2.sample", "stage2.decode", "recon.3dgs", "recon.neus",
 )
 
 
