@@ -1,8 +1,8 @@
 """The served networks: their tensor names and shapes in the model repository, and how a
 served model rebuilds its one network from the weights file the repository holds.
 
-Tensor names follow the export specs (export/specs.py), so an ONNX file or a TensorRT
-plan drops into the repository under the same config. Shapes are Triton `dims`; -1 is
+Tensor names and shapes come from the export specs (export/specs.py), so an ONNX file or
+a TensorRT plan drops into the repository under the same config. Shapes are Triton `dims`; -1 is
 dynamic. The UNets are batched by Triton (max_batch_size > 0), so their dims omit the
 batch dimension; every other network takes its batch dimension explicitly.
 """
@@ -36,37 +36,23 @@ class NetworkIO:
 
 
 def network_io(cfg: Hi3DConfig, name: str) -> NetworkIO:
-    """Input/output names and dims of one network, in the Runner's argument order."""
-    if name in BATCHED:
-        stage = cfg.stage1 if name == "unet1" else cfg.stage2
-        u, f = stage.unet, cfg.num_frames
-        h = stage.resolution // cfg.latent_factor
-        return NetworkIO(
-            inputs=(
-                TensorIO("sample", (f, u.in_channels, h, h)),
-                TensorIO("c_noise", (1,), reshape=()),  # [B] per call
-                TensorIO("context", (1, u.cross_attention_dim)),
-                TensorIO("vector", (u.vector_dim,)),
-            ),
-            outputs=(TensorIO("v_pred", (f, u.out_channels, h, h)),),
-            batched=True,
-        )
-    if name in ("clip", "aesthetic"):
-        s = cfg.clip.image_size if name == "clip" else cfg.aesthetic.clip.image_size
-        out = TensorIO("image_embeds", (-1, cfg.clip.embed_dim)) if name == "clip" else TensorIO("score", (-1, 1))
-        return NetworkIO((TensorIO("pixels", (-1, 3, s, s)),), (out,), batched=False)
-    c = cfg.vae.latent_channels
-    if name == "vae_encoder":
-        lat = TensorIO("mean", (-1, c, -1, -1)), TensorIO("logvar", (-1, c, -1, -1))
-        return NetworkIO((TensorIO("image", (-1, 3, -1, -1)),), lat, batched=False)
-    if name == "vae_decoder":
-        return NetworkIO((TensorIO("latent", (-1, c, -1, -1)),), (TensorIO("image", (-1, 3, -1, -1)),), batched=False)
-    if name == "depth":
-        from engine import conditioning as cond  # imports diffusers: only when asked
+    """Input/output names and dims of one network, in the Runner's argument order, read off
+    its export spec so that the repository and the ONNX / TensorRT files cannot disagree."""
+    from export.specs import export_specs  # imports diffusers: only when a repository is built or served
 
-        s = cond.depth_input_size(cfg.stage2.resolution, cfg.depth_scale)
-        return NetworkIO((TensorIO("pixels", (-1, 3, s, s)),), (TensorIO("disparity", (-1, s, s)),), batched=False)
-    raise ValueError(f"unknown network {name!r}; choose one of {NETWORKS}")
+    specs = export_specs(cfg)
+    if name not in specs:
+        raise ValueError(f"unknown network {name!r}; choose one of {NETWORKS}")
+    spec, batched = specs[name], name in BATCHED
+
+    def io(t) -> TensorIO:
+        dims = tuple(-1 if isinstance(d, str) else d for d in t.shape)
+        if not batched:
+            return TensorIO(t.name, dims)
+        # Triton owns the leading batch axis; a per-call scalar ([B]) needs one dim of its own.
+        return TensorIO(t.name, dims[1:]) if len(dims) > 1 else TensorIO(t.name, (1,), reshape=())
+
+    return NetworkIO(tuple(map(io, spec.inputs)), tuple(map(io, spec.outputs)), batched)
 
 
 def load_network(cfg: Hi3DConfig, name: str, weights: Path, device: torch.device, dtype: torch.dtype) -> nn.Module:
