@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from kernels.hashgrid import HashGrid, HashGridConfig, hashgrid_encode
 from kernels.hashgrid_ref import hashgrid_encode_ref, spatial_hash
+from kernels.triton_interpret import interpreted
 
-WORKER = Path(__file__).resolve().parent / "hashgrid_triton_worker.py"
 
 # 4 levels at resolutions 4, 8, 16, 32 with 2**10 rows: levels 0-1 dense, 2-3 hashed.
 SMALL = HashGridConfig(n_levels=4, n_features_per_level=2, log2_hashmap_size=10,
@@ -148,7 +144,7 @@ def test_bad_config_and_impl():
                         SMALL, "triton")
 
 
-# --- Triton kernels, interpreted on CPU (in a subprocess: see hashgrid_triton_worker.py) ---
+# --- Triton kernels, interpreted on CPU (kernels/triton_interpret.py) ---
 
 F4 = HashGridConfig(n_levels=3, n_features_per_level=4, log2_hashmap_size=9,
                     base_resolution=3, max_resolution=20)
@@ -177,19 +173,34 @@ def _case(cfg: HashGridConfig, n: int, need_dx: bool, seed: int) -> dict:
             "grad_out": torch.randn(x.shape[0], cfg.out_dim, generator=g)}
 
 
+def _run_triton(case: dict) -> dict:
+    """Forward output and table/position gradients of the Triton path for one case."""
+    cfg = HashGridConfig(**case["cfg"])
+    x = case["x"].clone().requires_grad_(case["need_dx"])
+    table = case["table"].clone().requires_grad_(True)
+    out = hashgrid_encode(x, table, cfg, "triton")
+    result = {"out": out.detach()}
+    if case["grad_out"] is not None:
+        out.backward(case["grad_out"])
+        result["grad_table"] = table.grad
+        result["grad_x"] = x.grad
+    if case.get("create_graph"):
+        try:
+            torch.autograd.grad(hashgrid_encode(x, table, cfg, "triton").sum(), x, create_graph=True)
+            result["create_graph_error"] = None
+        except RuntimeError as e:
+            result["create_graph_error"] = str(e)
+    return result
+
+
 @pytest.fixture(scope="module")
-def triton_results(tmp_path_factory) -> dict[str, tuple[dict, dict]]:
-    """{case name: (inputs, kernel results)} from one interpreted-Triton subprocess."""
+def triton_results() -> dict[str, tuple[dict, dict]]:
+    """{case name: (inputs, kernel results)}, the kernels run by Triton's CPU interpreter."""
     cases = {name: _case(cfg, n, dx, seed) for seed, (name, (cfg, n, dx)) in enumerate(CASES.items())}
     once = _case(SMALL, 20, True, seed=9)
     cases["create_graph"] = {**once, "grad_out": None, "create_graph": True}
-    tmp = tmp_path_factory.mktemp("triton")
-    torch.save(list(cases.values()), tmp / "in.pt")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, str(WORKER), str(tmp / "in.pt"), str(tmp / "out.pt")],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"interpreted Triton worker failed:\n{done.stderr[-3000:]}"
-    return dict(zip(cases, zip(cases.values(), torch.load(tmp / "out.pt"))))
+    with interpreted("kernels.hashgrid_triton"):
+        return {name: (case, _run_triton(case)) for name, case in cases.items()}
 
 
 def _reference(case: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
