@@ -15,7 +15,7 @@ implementation) and the unfused traffic (every op's inputs + outputs, what eager
 moves: a ceiling that fusion lowers). The lower bound on time is
 max(FLOPs / peak FLOP/s, weight bytes / HBM bandwidth).
 
-    python -m bench.cost_model [--preset full] [--latency results/latency.json] [--out results/cost.json]
+    python -m hi3d.bench.cost_model [--preset full] [--latency results/latency.json] [--out results/cost.json]
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from bench.common import format_table, read_json
-from engine.config import Hi3DConfig, UNetConfig, preset
-from engine.files import atomic_write_json
-from engine.models.unet import Hi3DUNet
-from engine.models.vae import VAEDecoder
+from hi3d.bench.common import format_table, read_json
+from hi3d.engine.config import Hi3DConfig, UNetConfig, preset
+from hi3d.engine.files import atomic_write_json
+from hi3d.engine.models.unet import Hi3DUNet
+from hi3d.engine.models.vae import VAEDecoder
 
 aten = torch.ops.aten
 

@@ -1,7 +1,7 @@
 """Per-network latency: torch eager vs ONNX Runtime, on CPU, in one run (ratios only
 compare numbers measured side by side on the same machine and load).
 
-    python -m bench.export_latency --preset tiny --out results/export_latency.json
+    python -m hi3d.bench.export_latency --preset tiny --out results/export_latency.json
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from engine.backends.onnxruntime_backend import OnnxRuntimeRunner
-from engine.backends.torch_backend import TorchRunner
-from engine.config import PRESETS, preset
-from engine.files import atomic_write_json
-from export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
+from hi3d.engine.backends.onnxruntime_backend import OnnxRuntimeRunner
+from hi3d.engine.backends.torch_backend import TorchRunner
+from hi3d.engine.config import PRESETS, preset
+from hi3d.engine.files import atomic_write_json
+from hi3d.export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
 
 
 def time_ms(fn, inputs, warmup: int, iters: int) -> float:

@@ -72,6 +72,15 @@ elif compgen -G ".whl/*.whl" > /dev/null; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
+# this checkout as the hi3d package, without installing it (the lent image may lack setuptools):
+# a folder of links laid out as pyproject.toml's package-dir lays it out
+if ! $PY -c 'import hi3d.engine' 2> /dev/null; then
+  mkdir -p /tmp/hi3d_src/hi3d
+  ln -sf "$PWD"/hi3d/*.py /tmp/hi3d_src/hi3d/
+  for p in engine export kernels serving bench; do ln -sfn "$PWD/$p" "/tmp/hi3d_src/hi3d/$p"; done
+  export PYTHONPATH=/tmp/hi3d_src${PYTHONPATH:+:$PYTHONPATH}
+fi
+
 # 2. the machine
 echo "== [machine] (after $SECONDS s)"
 date -u; uname -a
@@ -88,38 +97,38 @@ for name in ("diffusers", "onnxruntime", "onnxruntime-gpu", "tensorrt", "triton"
 PYEOF
 
 # 3. the whole pipeline once, eager: where the time goes, and peak memory
-step pipeline $((T / 2)) $PY -m bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --backend torch \
+step pipeline $((T / 2)) $PY -m hi3d.bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --backend torch \
   --warmup 0 --iters 1 --steps "$STEPS" --out "$OUT/pipeline.json"
 
 # 4. the kernels helpers' benchmarks, when their scripts exist (each takes --out JSON)
 for k in kernels kernels_gaussians; do
   if [[ ! -f bench/$k.py ]]; then echo "== [$k] skipped: bench/$k.py not in this checkout"
-  elif [[ $DRY == 1 ]]; then echo "== [$k] dry run: would run $PY -m bench.$k --out $OUT/$k.json"
-  else step "$k" 45 $PY -m "bench.$k" --out "$OUT/$k.json"; fi
+  elif [[ $DRY == 1 ]]; then echo "== [$k] dry run: would run $PY -m hi3d.bench.$k --out $OUT/$k.json"
+  else step "$k" 45 $PY -m "hi3d.bench.$k" --out "$OUT/$k.json"; fi
 done
 
 # 5. full-size networks alone: eager vs compiled (the first compiled call compiles); the
 #    cost model counts on the CPU meanwhile, then its bounds are printed beside the times
 COST_LOG=$(mktemp)
-timeout $T $PY -m bench.cost_model --preset "$PRESET" --out "$OUT/cost.json" > "$COST_LOG" 2>&1 &
+timeout $T $PY -m hi3d.bench.cost_model --preset "$PRESET" --out "$OUT/cost.json" > "$COST_LOG" 2>&1 &
 COST_PID=$!
-step networks $T $PY -m bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --networks-only \
+step networks $T $PY -m hi3d.bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --networks-only \
   --compare "$COMPARE" --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/networks.json"
 wait $COST_PID || FAILED+=("cost_model:$?")
 echo "== [cost_model]"; cat "$COST_LOG"; rm -f "$COST_LOG"
-[[ -f $OUT/networks.json && -f $OUT/cost.json ]] && step cost_vs_measured 60 $PY -m bench.cost_model --preset "$PRESET" \
+[[ -f $OUT/networks.json && -f $OUT/cost.json ]] && step cost_vs_measured 60 $PY -m hi3d.bench.cost_model --preset "$PRESET" \
   --costs "$OUT/cost.json" --latency "$OUT/networks.json" --out "$OUT/cost.json"
 
 # 6. TensorRT fp16 engines (exported, built and cached by the backend factory)
 if $PY -c 'import tensorrt' 2> /dev/null; then
-  step networks_trt $T $PY -m bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --networks-only \
+  step networks_trt $T $PY -m hi3d.bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --networks-only \
     --compare torch,tensorrt --artifacts /tmp/hi3d_build --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/networks_trt.json"
 else
   echo "== [networks_trt] skipped: tensorrt is not importable here"
 fi
 
 # 7. the plot
-[[ -f $OUT/pipeline.json ]] && step plot 60 $PY -m bench.plots stages "$OUT/pipeline.json" --out "$OUT/stages.png"
+[[ -f $OUT/pipeline.json ]] && step plot 60 $PY -m hi3d.bench.plots stages "$OUT/pipeline.json" --out "$OUT/stages.png"
 
 echo "results in $OUT:"; ls "$OUT"
 if (( ${#FAILED[@]} )); then echo "failed steps: ${FAILED[*]}"; exit 1; fi

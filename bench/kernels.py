@@ -18,13 +18,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-if __name__ == "__main__" and not __package__:
-    # Run as a file, sys.path[0] is bench/, where this file would shadow the `kernels`
-    # package: put the repository root there instead.
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.common import mean_ms  # noqa: E402
-from engine.files import atomic_write_json  # noqa: E402
+from hi3d.bench.common import mean_ms
+from hi3d.engine.files import atomic_write_json
 
 MODES = ("fwd", "fwd+bwd", "fwd+bwd+dx")
 
@@ -47,7 +43,7 @@ def _step(grid, x, mode: str) -> Callable[[], None]:
 def bench_hashgrid(device: str) -> list[dict]:
     import torch
 
-    from kernels.hashgrid import HashGrid, HashGridConfig
+    from hi3d.kernels.hashgrid import HashGrid, HashGridConfig
 
     if device == "cuda":
         cfg, n_points, warmup, iters = HashGridConfig(), 2**18, 5, 50
@@ -78,10 +74,10 @@ def bench_hashgrid(device: str) -> list[dict]:
 
 
 def _gaussian_rows(device: str) -> list[dict] | None:
-    if importlib.util.find_spec("bench.kernels_gaussians") is None:
+    if importlib.util.find_spec("hi3d.bench.kernels_gaussians") is None:
         print("gaussians: bench/kernels_gaussians.py not found, skipping")
         return None
-    from bench.kernels_gaussians import bench_gaussians
+    from hi3d.bench.kernels_gaussians import bench_gaussians
 
     return bench_gaussians(device=device)
 

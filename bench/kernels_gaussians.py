@@ -1,6 +1,6 @@
 """Gaussian rasterizer benchmark: our Triton kernels vs gsplat's CUDA ``rasterization``.
 
-    python -m bench.kernels_gaussians [--device cpu|cuda] [--n 200000] [--size 1024]
+    python -m hi3d.bench.kernels_gaussians [--device cpu|cuda] [--n 200000] [--size 1024]
                                       [--out results/kernels_gaussians.json]
 
 On CUDA: N Gaussians (a seeded cloud filling a unit ball, 3DGS-like scales and opacities)
@@ -21,13 +21,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
-if __name__ == "__main__" and not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch
 
-from bench.common import mean_ms  # noqa: E402
-from engine.files import atomic_write_json  # noqa: E402
+from hi3d.bench.common import mean_ms
+from hi3d.engine.files import atomic_write_json
 
 MODES = ("fwd", "fwd+bwd")
 
@@ -55,7 +53,7 @@ def make_scene(n: int, size: int, device: str, seed: int = 0) -> tuple[dict, dic
 
 
 def _step(params: dict, camera: dict, impl: str, mode: str) -> Callable[[], None]:
-    from kernels.gaussians import rasterize
+    from hi3d.kernels.gaussians import rasterize
 
     leaves = {k: v.detach().clone().requires_grad_(mode != "fwd") for k, v in params.items()}
 
@@ -83,9 +81,9 @@ def bench_gaussians(device: str | None = None, n: int | None = None, size: int |
     if on_gpu or os.environ.get("TRITON_INTERPRET") == "1":
         context = nullcontext()
     else:  # triton was imported for real: interpret just our kernels, for the record
-        from kernels.triton_interpret import interpreted
+        from hi3d.kernels.triton_interpret import interpreted
 
-        context = interpreted("kernels.gaussians_triton")
+        context = interpreted("hi3d.kernels.gaussians_triton")
     rows, ours = [], None
     with context:
         for impl in impls:
@@ -98,7 +96,7 @@ def bench_gaussians(device: str | None = None, n: int | None = None, size: int |
                     row["ms"] = mean_ms(_step(params, camera, impl, mode), device,
                                          warmup=3 if on_gpu else 0, iters=iters)
                     if mode == "fwd":
-                        from kernels.gaussians import rasterize
+                        from hi3d.kernels.gaussians import rasterize
 
                         with torch.no_grad():
                             rgb = rasterize(**params, **camera, impl=impl)[0]

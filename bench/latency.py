@@ -1,8 +1,8 @@
 """Per-stage latency of the Hi3D pipeline on one or two backends.
 
-    python -m bench.latency --preset tiny --backend torch [--device cpu] [--dtype fp32]
+    python -m hi3d.bench.latency --preset tiny --backend torch [--device cpu] [--dtype fp32]
         [--warmup 1 --iters 3] [--steps N] [--out results/latency.json]
-    python -m bench.latency --preset tiny --compare torch,onnxruntime
+    python -m hi3d.bench.latency --preset tiny --compare torch,onnxruntime
 
 The real `Hi3DPipeline` runs end to end; its stage methods and its runners are wrapped
 with timers, so every figure comes from the production code path. With `--compare A,B`
@@ -35,15 +35,15 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from bench.common import (
+from hi3d.bench.common import (
     COMPONENTS, NOISE_NOTE, PeakRSS, Recorder, cuda_peak_bytes, format_table, machine_info, mib, reset_cuda_peak,
     summarize,
 )
-from engine.backends import BACKENDS, Networks, Runner
-from engine.files import atomic_write_json
-from engine.backends.torch_backend import load_modules, torch_networks
-from engine.config import Hi3DConfig, StageConfig, preset
-from engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.engine.backends import BACKENDS, Networks, Runner
+from hi3d.engine.files import atomic_write_json
+from hi3d.engine.backends.torch_backend import load_modules, torch_networks
+from hi3d.engine.config import Hi3DConfig, StageConfig, preset
+from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def make_networks(backend: str, setup: BenchSetup, modules: Callable[[], dict[st
     if backend in ("torch", "compiled"):
         return torch_networks(modules(), setup.device, setup.dtype, compile=backend == "compiled")
     try:
-        factory = importlib.import_module("engine.backends.factory")
+        factory = importlib.import_module("hi3d.engine.backends.factory")
     except ModuleNotFoundError as e:
         raise SystemExit(f"backend {backend!r} needs engine.backends.factory, which this checkout lacks ({e})")
     # Missing or stale ONNX graphs are exported there first (the factory says so).
@@ -72,7 +72,7 @@ def make_networks(backend: str, setup: BenchSetup, modules: Callable[[], dict[st
     nets = factory.make_networks(backend, setup.cfg, setup.weights, setup.device, setup.dtype, artifacts)
     if backend == "onnxruntime" and setup.threads is not None:
         # Same thread count as torch, so that a ratio compares runtimes, not thread pools.
-        from engine.backends.onnxruntime_backend import OnnxRuntimeRunner
+        from hi3d.engine.backends.onnxruntime_backend import OnnxRuntimeRunner
 
         runners = {n: OnnxRuntimeRunner(r.path, r.device, threads=setup.threads) for n, r in nets.runners().items()}
         nets = Networks(**runners, device=nets.device, dtype=nets.dtype)
@@ -122,12 +122,12 @@ def find_reconstruct(cfg: Hi3DConfig, device: torch.device) -> Callable[[Recorde
     """A timed reconstruction of a rendered object (the tiny preset's views are noise, so the
     generated views are not what is reconstructed), or None without engine.recon."""
     try:
-        recon = importlib.import_module("engine.recon")
+        recon = importlib.import_module("hi3d.engine.recon")
     except ModuleNotFoundError:
         return None
-    from engine.cameras import hi3d_cameras
-    from engine.recon.mesh_render import render_mesh
-    from engine.recon.shapes import SHAPES
+    from hi3d.engine.cameras import hi3d_cameras
+    from hi3d.engine.recon.mesh_render import render_mesh
+    from hi3d.engine.recon.shapes import SHAPES
 
     rcfg = recon.recon_preset("test" if cfg.name == "tiny" else ("gpu" if device.type == "cuda" else "cpu_small"))
     gt = SHAPES["sphere"].mesh(96)

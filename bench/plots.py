@@ -1,7 +1,7 @@
 """PNG plots of benchmark JSON (matplotlib, Agg: no display needed).
 
-    python -m bench.plots stages results/latency.json --out results/stages.png
-    python -m bench.plots concurrency bench/results/serving.json [more.json] --out results/concurrency.png
+    python -m hi3d.bench.plots stages results/latency.json --out results/stages.png
+    python -m hi3d.bench.plots concurrency bench/results/serving.json [more.json] --out results/concurrency.png
 
 `stages`: one stacked bar per backend of where an end-to-end run's time goes (median of
 each stage; per-step figures are not stacked, they are inside `sample`).
@@ -25,7 +25,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from bench.common import STACK, read_json  # noqa: E402
+from hi3d.bench.common import STACK, read_json  # noqa: E402
 
 
 def _save(fig: plt.Figure, out: Path) -> Path:

@@ -20,15 +20,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.cameras import hi3d_cameras  # noqa: E402
-from engine.recon import reconstruct  # noqa: E402
-from engine.recon.config import PRESETS, recon_preset  # noqa: E402
-from engine.files import atomic_write_json  # noqa: E402
-from engine.recon.mesh_render import render_mesh  # noqa: E402
-from engine.recon.quality import chamfer_distance, volume_iou  # noqa: E402
-from engine.recon.shapes import SHAPES  # noqa: E402
+from hi3d.engine.cameras import hi3d_cameras
+from hi3d.engine.recon import reconstruct
+from hi3d.engine.recon.config import PRESETS, recon_preset
+from hi3d.engine.files import atomic_write_json
+from hi3d.engine.recon.mesh_render import render_mesh
+from hi3d.engine.recon.quality import chamfer_distance, volume_iou
+from hi3d.engine.recon.shapes import SHAPES
 
 PAPER = {"M=0": (0.0186, 0.6375), "M=16": (0.0172, 0.6631)}  # Hi3D Table 4, GSO
 

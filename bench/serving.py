@@ -1,8 +1,8 @@
 """Serving latency and throughput: 1, 2, 4 concurrent gRPC clients against the `hi3d`
 ensemble (or `hi3d_stage1`), a bounded number of requests each, loopback only.
 
-    python -m bench.serving                       # builds + starts a tiny CPU server itself
-    python -m bench.serving --url 127.0.0.1:8001  # an already running server
+    python -m hi3d.bench.serving                       # builds + starts a tiny CPU server itself
+    python -m hi3d.bench.serving --url 127.0.0.1:8001  # an already running server
 
 Prints a table and writes JSON (default bench/results/serving.json). Runs Triton's
 perf_analyzer too when a working one is on PATH (NVIDIA's SDK container has it).
@@ -42,7 +42,7 @@ def _percentile(xs: list[float], q: float) -> float:
 
 
 def run_level(url: str, concurrency: int, requests: int, steps: int, stage1_only: bool) -> dict:
-    from serving.client import Hi3DClient
+    from hi3d.serving.client import Hi3DClient
 
     image = _image()
     clients = [Hi3DClient(url, timeout_s=3600) for _ in range(concurrency)]
@@ -67,7 +67,7 @@ def run_level(url: str, concurrency: int, requests: int, steps: int, stage1_only
 def unet_batching(url: str, key: str | None) -> dict:
     import tritonclient.grpc as grpcclient
 
-    from serving.launcher import grpc_admin_headers
+    from hi3d.serving.launcher import grpc_admin_headers
 
     c = grpcclient.InferenceServerClient(url)
     try:
@@ -106,9 +106,9 @@ def _server(args):
     if args.url:
         yield args.url, args.key
         return
-    from serving.launcher import TritonServer, free_ports
-    from serving.repository import RepositoryOptions, build_repository, default_python_paths
-    from serving.server_install import prepare
+    from hi3d.serving.launcher import TritonServer, free_ports
+    from hi3d.serving.repository import RepositoryOptions, build_repository, default_python_paths
+    from hi3d.serving.server_install import prepare
 
     install = prepare(Path.home() / ".cache" / "hi3d" / "triton")
     with tempfile.TemporaryDirectory() as d:

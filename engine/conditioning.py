@@ -15,7 +15,7 @@ from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion 
 )
 from torch import Tensor
 
-from engine.models.clip import CLIP_MEAN, CLIP_STD
+from hi3d.engine.models.clip import CLIP_MEAN, CLIP_STD
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from engine.files import atomic_write
+from hi3d.engine.files import atomic_write
 
 MAX_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before decoding
 

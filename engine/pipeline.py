@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine import conditioning as cond
-from engine import sampling
-from engine.backends import Networks, Runner
-from engine.config import Hi3DConfig, StageConfig
+from hi3d.engine import conditioning as cond
+from hi3d.engine import sampling
+from hi3d.engine.backends import Networks, Runner
+from hi3d.engine.config import Hi3DConfig, StageConfig
 
 Progress = Callable[[str, int, int], None]  # (stage, step, total)
 

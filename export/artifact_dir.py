@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.backends import NETWORK_NAMES
-from engine.config import Hi3DConfig
-from export.onnx_export import OnnxArtifact, ensure_onnx, export_key, weights_fingerprint
-from export.specs import export_specs, network_config
+from hi3d.engine.backends import NETWORK_NAMES
+from hi3d.engine.config import Hi3DConfig
+from hi3d.export.onnx_export import OnnxArtifact, ensure_onnx, export_key, weights_fingerprint
+from hi3d.export.specs import export_specs, network_config
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class OnnxExporter:
         self.modules: dict[str, nn.Module] = {}
 
     def _module(self, name: str) -> nn.Module:
-        from engine.backends.torch_backend import load_modules
+        from hi3d.engine.backends.torch_backend import load_modules
 
         if not self.modules:
             self.modules.update(load_modules(self.cfg, self.weights))

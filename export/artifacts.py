@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.files import atomic_write_json
+from hi3d.engine.files import atomic_write_json
 
 _CHUNK = 1 << 22
 

@@ -14,17 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-if not __package__:  # run as a script: use the checkout this file lives in
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from engine.config import PRESETS, preset
-from engine.files import atomic_write_json
-from export import artifacts
-from export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
-from export.parity import ParityError
-from export.tensorrt_build import PRECISIONS, ensure_engine
+from hi3d.engine.config import PRESETS, preset
+from hi3d.engine.files import atomic_write_json
+from hi3d.export import artifacts
+from hi3d.export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
+from hi3d.export.parity import ParityError
+from hi3d.export.tensorrt_build import PRECISIONS, ensure_engine
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     engines_missing = None
     if not args.onnx_only:
-        from engine.backends.tensorrt_backend import build_engine, current_env, unavailable_reason
+        from hi3d.engine.backends.tensorrt_backend import build_engine, current_env, unavailable_reason
 
         engines_missing = unavailable_reason()
         if engines_missing is not None:

@@ -16,20 +16,18 @@ import time
 import traceback
 from pathlib import Path
 
-if not __package__:  # run as a script: use the checkout this file lives in
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from engine.backends.tensorrt_backend import unavailable_reason
-from engine.config import preset
-from engine.files import atomic_write_json
-from export import artifacts
-from export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
+from hi3d.engine.backends.tensorrt_backend import unavailable_reason
+from hi3d.engine.config import preset
+from hi3d.engine.files import atomic_write_json
+from hi3d.export import artifacts
+from hi3d.export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
 
 
 def _trt_vs_torch(spec, module, plan: Path, device) -> dict:
-    from engine.backends.tensorrt_backend import TensorRTRunner
+    from hi3d.engine.backends.tensorrt_backend import TensorRTRunner
 
     runner = TensorRTRunner(plan, device)
     worst = 0.0
@@ -57,8 +55,8 @@ def run_preset(name: str, out: Path, networks: tuple[str, ...], device: torch.de
             row.update(onnx_status=a.status, onnx_bytes=a.size_bytes,
                        parity=(artifacts.read_sidecar(a.path) or {}).get("parity"))
             if trt_reason is None:
-                from engine.backends.tensorrt_backend import build_engine, current_env
-                from export.tensorrt_build import ensure_engine
+                from hi3d.engine.backends.tensorrt_backend import build_engine, current_env
+                from hi3d.export.tensorrt_build import ensure_engine
 
                 e = ensure_engine(exporter.specs[net], a.path, exporter.out.engines_dir, "fp16",
                                   current_env(device), build_engine)

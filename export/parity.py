@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.specs import ExportSpec
+from hi3d.export.specs import ExportSpec
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def check_parity(
 ) -> ParityReport:
     """Run torch (on the module's device, fp32) and ONNX Runtime (CPU) on the same seeded
     inputs at each dim point; raise ParityError naming the worst element if any fails."""
-    from engine.backends.onnxruntime_backend import make_session
+    from hi3d.engine.backends.onnxruntime_backend import make_session
 
     session = make_session(onnx_path, torch.device("cpu"))
     device = next(module.parameters()).device

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import onnx
 
-from engine.backends.tensorrt_backend import BuildEnv, Profile
-from engine.files import atomic_write
-from export import artifacts
-from export.specs import ExportSpec
+from hi3d.engine.backends.tensorrt_backend import BuildEnv, Profile
+from hi3d.engine.files import atomic_write
+from hi3d.export import artifacts
+from hi3d.export.specs import ExportSpec
 
 Build = Callable[[Path, Profile, str, bytes], tuple[bytes, bytes]]  # (onnx, profile, precision, cache) -> (engine, cache)
 PRECISIONS = ("fp16", "fp32")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels import gaussians_ref as ref
+from hi3d.kernels import gaussians_ref as ref
 
 __all__ = ["rasterize", "IMPLS", "bin_tiles"]
 
@@ -146,7 +146,7 @@ def _rasterize_triton(means, quats, scales, opacities, colors, viewmat, K, width
 class _Project(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, quats, scales, viewmat, K, width, height):
-        from kernels.gaussians_triton import project_fwd_kernel
+        from hi3d.kernels.gaussians_triton import project_fwd_kernel
 
         n = means.shape[0]
         means2d = means.new_empty(n, 2)
@@ -163,7 +163,7 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_means2d, v_conics, v_depths, _v_radii):
-        from kernels.gaussians_triton import project_bwd_kernel
+        from hi3d.kernels.gaussians_triton import project_bwd_kernel
 
         means, quats, scales, viewmat, K, radii = ctx.saved_tensors
         n = means.shape[0]
@@ -180,7 +180,7 @@ class _Project(torch.autograd.Function):
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, feats, offsets, ids, width, height):
-        from kernels.gaussians_triton import raster_fwd_kernel
+        from hi3d.kernels.gaussians_triton import raster_fwd_kernel
 
         c = feats.shape[1]
         img = means2d.new_empty(height, width, c)
@@ -196,7 +196,7 @@ class _Composite(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_img, v_T):
-        from kernels.gaussians_triton import raster_bwd_kernel
+        from hi3d.kernels.gaussians_triton import raster_bwd_kernel
 
         means2d, conics, opacities, feats, offsets, ids, img, T = ctx.saved_tensors
         v_means2d, v_conics = torch.zeros_like(means2d), torch.zeros_like(conics)

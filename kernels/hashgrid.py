@@ -27,8 +27,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from kernels.hashgrid_config import HashGridConfig
-from kernels.hashgrid_ref import hashgrid_encode_ref
+from hi3d.kernels.hashgrid_config import HashGridConfig
+from hi3d.kernels.hashgrid_ref import hashgrid_encode_ref
 
 __all__ = ["HashGrid", "HashGridConfig", "hashgrid_encode", "level_table"]
 
@@ -46,10 +46,10 @@ def level_table(cfg: HashGridConfig, device: torch.device | str) -> Tensor:  # [
 def _kernel_ops(impl: str) -> tuple[Callable, Callable]:
     """(forward, backward) launchers of a kernel implementation, imported lazily."""
     if impl == "triton":
-        from kernels.hashgrid_triton import hashgrid_bwd_triton, hashgrid_fwd_triton
+        from hi3d.kernels.hashgrid_triton import hashgrid_bwd_triton, hashgrid_fwd_triton
 
         return hashgrid_fwd_triton, hashgrid_bwd_triton
-    from kernels.cuda_loader import hashgrid_bwd_cuda, hashgrid_fwd_cuda
+    from hi3d.kernels.cuda_loader import hashgrid_bwd_cuda, hashgrid_fwd_cuda
 
     return hashgrid_fwd_cuda, hashgrid_bwd_cuda
 

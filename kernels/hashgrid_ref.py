@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.hashgrid_config import HASH_PRIMES, HashGridConfig
+from hi3d.kernels.hashgrid_config import HASH_PRIMES, HashGridConfig
 
 # The 8 corners of a cell as (dx, dy, dz) offsets in {0, 1}.
 _CORNERS = [((c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1) for c in range(8)]

@@ -37,8 +37,8 @@ def _gpus(text: str) -> tuple[int, ...]:
 
 
 def cmd_build_repo(args: argparse.Namespace) -> int:
-    from serving.repository import RepositoryOptions, build_repository, default_python_paths
-    from serving.server_install import numpy_dir_for_stub
+    from hi3d.serving.repository import RepositoryOptions, build_repository, default_python_paths
+    from hi3d.serving.server_install import numpy_dir_for_stub
 
     if args.weights is not None and not args.weights.is_dir():
         raise SystemExit(f"error: --weights {args.weights}: no such directory")
@@ -60,7 +60,7 @@ def cmd_build_repo(args: argparse.Namespace) -> int:
 
 
 def cmd_install_server(args: argparse.Namespace) -> int:
-    from serving.server_install import prepare
+    from hi3d.serving.server_install import prepare
 
     install = prepare(_cache_dir(args), args.tritonserver)
     print(f"tritonserver: {install.binary}")
@@ -70,10 +70,10 @@ def cmd_install_server(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from serving.launcher import ADMIN_HEADER, Ports, TritonServer
-    from serving.server_install import prepare
+    from hi3d.serving.launcher import ADMIN_HEADER, Ports, TritonServer
+    from hi3d.serving.server_install import prepare
 
-    from serving.repository import read_record
+    from hi3d.serving.repository import read_record
 
     read_record(args.repo)  # a clear error before anything is prepared or started
     key = args.key or os.environ.get(KEY_ENV)
@@ -102,8 +102,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    from engine import images
-    from serving.client import Hi3DClient, Hi3DClientError
+    from hi3d.engine import images
+    from hi3d.serving.client import Hi3DClient, Hi3DClientError
 
     if not args.image.is_file():
         raise SystemExit(f"error: {args.image}: no such file")
@@ -126,7 +126,7 @@ def cmd_client(args: argparse.Namespace) -> int:
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
-    from serving.repository import BACKENDS
+    from hi3d.serving.repository import BACKENDS
 
     serve = sub.add_parser("serve", help="Triton Inference Server deployment").add_subparsers(dest="serve_command", required=True)
     cache = dict(type=Path, help="where the server's helpers are prepared (default: ~/.cache/hi3d/triton)")

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.server_install import ServerInstall
+from hi3d.serving.server_install import ServerInstall
 
 ADMIN_HEADER = "hi3d-admin-key"
 RESTRICTED = "model-repository,model-config,statistics,shared-memory,trace,logging"

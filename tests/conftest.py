@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from engine.backends.torch_backend import load_modules, torch_networks
-from engine.config import tiny
-from engine.pipeline import Hi3DPipeline
+from hi3d.engine.backends.torch_backend import load_modules, torch_networks
+from hi3d.engine.config import tiny
+from hi3d.engine.pipeline import Hi3DPipeline
 
 
 @pytest.fixture(scope="session")

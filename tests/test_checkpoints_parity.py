@@ -11,15 +11,15 @@ import pytest
 import torch
 from checkpoint_fixtures import FIXTURES, seeded_state_dict
 
-from engine.checkpoints.keymap import convert, fill
-from engine.checkpoints.midas import dpt_keymap
-from engine.checkpoints.openclip import clip_keymap
-from engine.checkpoints.sgm import unet_keymap, vae_decoder_keymap, vae_encoder_keymap
-from engine.config import tiny
-from engine.models.clip import CLIPImageTower
-from engine.models.depth import DepthModel
-from engine.models.unet import Hi3DUNet
-from engine.models.vae import VAEDecoder, VAEEncoder
+from hi3d.engine.checkpoints.keymap import convert, fill
+from hi3d.engine.checkpoints.midas import dpt_keymap
+from hi3d.engine.checkpoints.openclip import clip_keymap
+from hi3d.engine.checkpoints.sgm import unet_keymap, vae_decoder_keymap, vae_encoder_keymap
+from hi3d.engine.config import tiny
+from hi3d.engine.models.clip import CLIPImageTower
+from hi3d.engine.models.depth import DepthModel
+from hi3d.engine.models.unet import Hi3DUNet
+from hi3d.engine.models.vae import VAEDecoder, VAEEncoder
 
 TOL = 2e-5  # float32, different kernels and summation orders
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 
 def _hi3d(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hi3d.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=600, cwd=cwd)
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine import conditioning as cond
-from engine.models.unet import Hi3DUNet
-from engine.config import tiny
+from hi3d.engine import conditioning as cond
+from hi3d.engine.models.unet import Hi3DUNet
+from hi3d.engine.config import tiny
 
 
 def _sgm_emb(t: float, dim: int) -> np.ndarray:

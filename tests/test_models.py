@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from engine.config import full, tiny
-from engine.models import build_networks
+from hi3d.engine.config import full, tiny
+from hi3d.engine.models import build_networks
 
 
 def _shapes(cfg, device):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.pipeline import GenerationParams
+from hi3d.engine.pipeline import GenerationParams
 
 
 def _inputs(cfg, seed=0):

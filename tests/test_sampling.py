@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from engine import sampling
-from engine.config import SamplerConfig, StageConfig, UNetConfig, tiny
-from engine.pipeline import Hi3DPipeline, StageConditions
+from hi3d.engine import sampling
+from hi3d.engine.config import SamplerConfig, StageConfig, UNetConfig, tiny
+from hi3d.engine.pipeline import Hi3DPipeline, StageConditions
 
 
 def test_edm_sigmas_hand_values():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from engine.backends import BACKENDS, Networks
-from engine.config import Hi3DConfig
+from hi3d.engine.backends import BACKENDS, Networks
+from hi3d.engine.config import Hi3DConfig
 
 
 def make_networks(
@@ -33,30 +33,30 @@ def make_networks(
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     device = torch.device(device)
     if backend in ("torch", "compiled"):
-        from engine.backends.torch_backend import load_modules, torch_networks
+        from hi3d.engine.backends.torch_backend import load_modules, torch_networks
 
         return torch_networks(load_modules(cfg, weights), device, dtype, compile=backend == "compiled")
     if artifacts_dir is None:
         raise ValueError(f"the {backend} backend needs an artifacts directory (where build_engines.py writes)")
     if backend == "tensorrt":
-        from engine.backends.tensorrt_backend import unavailable_reason
+        from hi3d.engine.backends.tensorrt_backend import unavailable_reason
 
         reason = unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"the tensorrt backend cannot run here: {reason}")
-    from export.artifact_dir import ArtifactDir, ensure_all_onnx
+    from hi3d.export.artifact_dir import ArtifactDir, ensure_all_onnx
 
     out = ArtifactDir(Path(artifacts_dir), cfg)
     graphs = ensure_all_onnx(cfg, weights, out, log=log)
     if backend == "onnxruntime":
-        from engine.backends.onnxruntime_backend import OnnxRuntimeRunner
+        from hi3d.engine.backends.onnxruntime_backend import OnnxRuntimeRunner
 
         runners = {name: OnnxRuntimeRunner(a.path, device) for name, a in graphs.items()}
         return Networks(**runners, device=device, dtype=torch.float32)
 
-    from engine.backends.tensorrt_backend import TensorRTRunner, build_engine, current_env
-    from export.specs import export_specs
-    from export.tensorrt_build import ensure_engine
+    from hi3d.engine.backends.tensorrt_backend import TensorRTRunner, build_engine, current_env
+    from hi3d.export.specs import export_specs
+    from hi3d.export.tensorrt_build import ensure_engine
 
     precision = "fp16" if dtype in (torch.float16, torch.bfloat16) else "fp32"
     env, specs = current_env(device), export_specs(cfg)

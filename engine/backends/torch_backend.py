@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from engine.backends import Networks
-from engine.config import Hi3DConfig
-from engine.models import build_networks
+from hi3d.engine.backends import Networks
+from hi3d.engine.config import Hi3DConfig
+from hi3d.engine.models import build_networks
 
 
 class TorchRunner:
@@ -28,7 +28,7 @@ def load_modules(cfg: Hi3DConfig, weights: Path | None = None) -> dict[str, nn.M
     """Random (seeded) networks, or the official weights when `weights` names their folder."""
     modules = build_networks(cfg, seed=cfg.seed_weights)
     if weights is not None:
-        from engine.checkpoints import load_official_weights
+        from hi3d.engine.checkpoints import load_official_weights
 
         load_official_weights(cfg, modules, Path(weights))
     return modules

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from engine.checkpoints.errors import CheckpointError
+from hi3d.engine.checkpoints.errors import CheckpointError
 
 _NESTED = ("module", "state_dict", "model")  # containers seen around the weights, outermost first
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from engine.checkpoints.errors import CheckpointError, key_mismatch
+from hi3d.engine.checkpoints.errors import CheckpointError, key_mismatch
 
 Transform = Callable[[Tensor], Tensor]
 

@@ -5,8 +5,8 @@ MiDaS numbers its four fusion blocks from the finest (refinenet1) to the coarses
 """
 from __future__ import annotations
 
-from engine.checkpoints.keymap import KeyMap
-from engine.config import DepthConfig
+from hi3d.engine.checkpoints.keymap import KeyMap
+from hi3d.engine.config import DepthConfig
 
 _VIT_BLOCK = r"^pretrained\.model\.blocks\."  # BiT blocks have norm1/norm2 too, under the same names as ours
 

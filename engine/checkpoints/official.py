@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from engine.checkpoints.errors import CheckpointError, key_mismatch
-from engine.checkpoints.files import read_state_dict
-from engine.checkpoints.keymap import KeyMap, convert, fill
-from engine.checkpoints.midas import dpt_keymap
-from engine.checkpoints.openclip import aesthetic_mlp_keymap, clip_keymap
-from engine.checkpoints.sgm import unet_keymap, vae_decoder_keymap, vae_encoder_keymap
-from engine.config import Hi3DConfig
+from hi3d.engine.checkpoints.errors import CheckpointError, key_mismatch
+from hi3d.engine.checkpoints.files import read_state_dict
+from hi3d.engine.checkpoints.keymap import KeyMap, convert, fill
+from hi3d.engine.checkpoints.midas import dpt_keymap
+from hi3d.engine.checkpoints.openclip import aesthetic_mlp_keymap, clip_keymap
+from hi3d.engine.checkpoints.sgm import unet_keymap, vae_decoder_keymap, vae_encoder_keymap
+from hi3d.engine.config import Hi3DConfig
 
 STAGE1 = "first_stage.pt"
 STAGE2 = "second_stage.pt"

@@ -7,8 +7,8 @@ tensors that hang directly off the CLIP object; those are listed as unused.
 """
 from __future__ import annotations
 
-from engine.checkpoints.keymap import KeyMap, transpose
-from engine.config import ViTConfig
+from hi3d.engine.checkpoints.keymap import KeyMap, transpose
+from hi3d.engine.config import ViTConfig
 
 # Text-side tensors of a CLIP object; the image tower never reads them.
 TEXT_SIDE = {

@@ -6,8 +6,8 @@ diffusers nests them by resolution level).
 """
 from __future__ import annotations
 
-from engine.checkpoints.keymap import KeyMap, conv1x1_to_linear
-from engine.config import UNetConfig, VAEConfig
+from hi3d.engine.checkpoints.keymap import KeyMap, conv1x1_to_linear
+from hi3d.engine.config import UNetConfig, VAEConfig
 
 _UNET_LEAVES = (
     (r"in_layers\.0\.", "spatial_res_block.norm1."),

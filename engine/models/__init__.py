@@ -4,13 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.backends import NETWORK_NAMES
-from engine.config import Hi3DConfig
-from engine.models.aesthetic import AestheticScorer
-from engine.models.clip import CLIPImageTower
-from engine.models.depth import DepthModel
-from engine.models.unet import Hi3DUNet
-from engine.models.vae import VAEDecoder, VAEEncoder
+from hi3d.engine.backends import NETWORK_NAMES
+from hi3d.engine.config import Hi3DConfig
+from hi3d.engine.models.aesthetic import AestheticScorer
+from hi3d.engine.models.clip import CLIPImageTower
+from hi3d.engine.models.depth import DepthModel
+from hi3d.engine.models.unet import Hi3DUNet
+from hi3d.engine.models.vae import VAEDecoder, VAEEncoder
 
 
 def build_network(cfg: Hi3DConfig, name: str) -> nn.Module:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.config import AestheticConfig
-from engine.models.clip import CLIPImageTower
+from hi3d.engine.config import AestheticConfig
+from hi3d.engine.models.clip import CLIPImageTower
 
 
 class AestheticMLP(nn.Module):

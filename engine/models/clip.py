@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from engine.config import ViTConfig
+from hi3d.engine.config import ViTConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -10,7 +10,7 @@ import functools
 from torch import Tensor, nn
 from transformers import BitConfig, DPTConfig, DPTForDepthEstimation
 
-from engine.config import DepthConfig
+from hi3d.engine.config import DepthConfig
 
 
 def dpt_config(cfg: DepthConfig) -> DPTConfig:

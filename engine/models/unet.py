@@ -10,7 +10,7 @@ import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from torch import Tensor, nn
 
-from engine.config import UNetConfig
+from hi3d.engine.config import UNetConfig
 
 
 class Hi3DUNet(nn.Module):

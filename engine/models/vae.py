@@ -10,7 +10,7 @@ from __future__ import annotations
 from diffusers import AutoencoderKL
 from torch import Tensor, nn
 
-from engine.config import VAEConfig
+from hi3d.engine.config import VAEConfig
 
 
 def build_autoencoder(cfg: VAEConfig) -> AutoencoderKL:

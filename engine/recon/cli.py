@@ -2,7 +2,7 @@
 
 engine/cli.py wires them in with:
 
-    from engine.recon.cli import add_demo_parser, add_reconstruct_parser
+    from hi3d.engine.recon.cli import add_demo_parser, add_reconstruct_parser
     add_reconstruct_parser(subparsers)   # sets args.func = run_reconstruct
     add_demo_parser(subparsers)          # sets args.func = run_demo
     ...
@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.cameras import hi3d_cameras
-from engine.recon import reconstruct
-from engine.recon.config import PRESETS, ReconConfig, recon_preset
-from engine.files import atomic_write, atomic_write_json
-from engine.images import png_bytes
-from engine.recon.mesh import MESH_FORMATS, save_mesh
-from engine.recon.mesh_render import render_mesh
-from engine.recon.quality import chamfer_distance, volume_iou
-from engine.recon.shapes import SHAPES
-from engine.recon.views import load_views
+from hi3d.engine.cameras import hi3d_cameras
+from hi3d.engine.recon import reconstruct
+from hi3d.engine.recon.config import PRESETS, ReconConfig, recon_preset
+from hi3d.engine.files import atomic_write, atomic_write_json
+from hi3d.engine.images import png_bytes
+from hi3d.engine.recon.mesh import MESH_FORMATS, save_mesh
+from hi3d.engine.recon.mesh_render import render_mesh
+from hi3d.engine.recon.quality import chamfer_distance, volume_iou
+from hi3d.engine.recon.shapes import SHAPES
+from hi3d.engine.recon.views import load_views
 
 DEMO_SHAPE = "composite"
 DEMO_ELEVATION = 10.0
@@ -150,7 +150,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (python -m engine.recon.cli ...) until engine/cli.py wires these in."""
+    """Standalone entry (python -m hi3d.engine.recon.cli ...) until engine/cli.py wires these in."""
     parser = argparse.ArgumentParser(prog="hi3d")
     sub = parser.add_subparsers(dest="command", required=True)
     add_reconstruct_parser(sub)

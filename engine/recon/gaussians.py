@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from engine.cameras import Cameras
-from engine.recon.config import GaussianFitConfig
-from engine.files import atomic_write
-from kernels.gaussians import rasterize
+from hi3d.engine.cameras import Cameras
+from hi3d.engine.recon.config import GaussianFitConfig
+from hi3d.engine.files import atomic_write
+from hi3d.kernels.gaussians import rasterize
 
 Progress = Callable[[str, int, int, float], None]
 SH_C0 = 0.28209479177387814

@@ -10,8 +10,8 @@ import numpy as np
 import trimesh
 from skimage.measure import marching_cubes
 
-from engine.files import atomic_write
-from engine.recon.mesh_render import vertex_normals
+from hi3d.engine.files import atomic_write
+from hi3d.engine.recon.mesh_render import vertex_normals
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
 

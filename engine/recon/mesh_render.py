@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.cameras import Cameras
+from hi3d.engine.cameras import Cameras
 
 # A world-fixed light: shading is the same from every view, as for a diffuse object.
 LIGHT_DIR = np.array([0.4, 0.3, 0.866])

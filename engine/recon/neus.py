@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.cameras import Cameras
-from engine.recon.config import NeuSConfig
-from kernels.hashgrid import HashGrid, HashGridConfig
+from hi3d.engine.cameras import Cameras
+from hi3d.engine.recon.config import NeuSConfig
+from hi3d.kernels.hashgrid import HashGrid, HashGridConfig
 
 Progress = Callable[[str, int, int, float], None]
 BOUND = 1.0  # the field lives in the unit sphere; the hash grid spans its cube [-1, 1]^3

@@ -19,8 +19,8 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from engine.recon.mesh import Mesh
-from engine.recon.mesh_render import triangle_fragments
+from hi3d.engine.recon.mesh import Mesh
+from hi3d.engine.recon.mesh_render import triangle_fragments
 
 IOU_RESOLUTION = 64
 IOU_HALF_EXTENT = 0.55

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.recon.mesh import Mesh, extract_mesh
+from hi3d.engine.recon.mesh import Mesh, extract_mesh
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 from torch import Tensor
 
-from engine.cameras import HI3D_NUM_VIEWS
+from hi3d.engine.cameras import HI3D_NUM_VIEWS
 
 WHITE_THRESHOLD = 0.9  # a pixel whose channels are all above this counts as white
 MIN_WHITE_BORDER = 0.9  # share of border pixels that must be white

@@ -6,10 +6,10 @@ from pathlib import Path
 import torch
 import triton_python_backend_utils as pb_utils
 
-from engine.backends.torch_backend import TorchRunner
-from engine.config import preset
-from serving import bls
-from serving.networks import WEIGHTS_FILE, load_network, network_io
+from hi3d.engine.backends.torch_backend import TorchRunner
+from hi3d.engine.config import preset
+from hi3d.serving import bls
+from hi3d.serving.networks import WEIGHTS_FILE, load_network, network_io
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

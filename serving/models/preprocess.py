@@ -2,9 +2,9 @@
 stage resolutions, exactly as `hi3d generate` prepares a file (engine/images.py)."""
 import triton_python_backend_utils as pb_utils
 
-from engine import images
-from engine.config import preset
-from serving import bls
+from hi3d.engine import images
+from hi3d.engine.config import preset
+from hi3d.serving import bls
 
 
 class TritonPythonModel:

@@ -4,12 +4,12 @@ random draws are the pipeline's, so a seed gives the same views as `hi3d generat
 import torch
 import triton_python_backend_utils as pb_utils
 
-from engine import images
-from engine.backends import Networks
-from engine.config import preset
-from engine.pipeline import GenerationParams, Hi3DPipeline
-from serving import bls
-from serving.networks import NETWORKS, network_io
+from hi3d.engine import images
+from hi3d.engine.backends import Networks
+from hi3d.engine.config import preset
+from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.serving import bls
+from hi3d.serving.networks import NETWORKS, network_io
 
 MAX_STEPS = 200  # a bound on the work one request can ask for
 

@@ -9,8 +9,8 @@ from diffusers.models.attention_processor import Attention
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from bench.cost_model import H100_SXM, Cost, count_forward, fake_unet
-from engine.config import full
+from hi3d.bench.cost_model import H100_SXM, Cost, count_forward, fake_unet
+from hi3d.engine.config import full
 
 
 @pytest.fixture(scope="module")

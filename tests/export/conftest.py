@@ -1,6 +1,6 @@
 import pytest
 
-from export.build_engines import main as build_main
+from hi3d.export.build_engines import main as build_main
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from engine.backends import NETWORK_NAMES
-from export.build_engines import main
+from hi3d.engine.backends import NETWORK_NAMES
+from hi3d.export.build_engines import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def test_rerun_finds_everything_cached(tiny_build, capsys):
 
 
 def test_without_tensorrt_engines_are_skipped_or_required(tiny_build, capsys):
-    from engine.backends.tensorrt_backend import unavailable_reason
+    from hi3d.engine.backends.tensorrt_backend import unavailable_reason
 
     if unavailable_reason() is None:
         pytest.skip("TensorRT and a GPU are available here")

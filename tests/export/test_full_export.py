@@ -2,12 +2,12 @@
 ViT-H/14 and the 512x512 VAE encoder take minutes on two cores, and ~10 GB of memory)."""
 import pytest
 
-from engine.config import full
-from engine.models.clip import CLIPImageTower
-from engine.models.vae import VAEEncoder
-from export.onnx_export import ensure_onnx, export_key
-from export.specs import export_specs, network_config
-from export.tensorrt_build import profile_from_onnx
+from hi3d.engine.config import full
+from hi3d.engine.models.clip import CLIPImageTower
+from hi3d.engine.models.vae import VAEEncoder
+from hi3d.export.onnx_export import ensure_onnx, export_key
+from hi3d.export.specs import export_specs, network_config
+from hi3d.export.tensorrt_build import profile_from_onnx
 
 pytestmark = pytest.mark.slow
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from engine.backends.factory import make_networks
-from engine.pipeline import GenerationParams, Hi3DPipeline
-from export.specs import export_specs
+from hi3d.engine.backends.factory import make_networks
+from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.export.specs import export_specs
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import tiny
-from engine.models import build_networks
-from export.parity import ParityError, check_parity, compare
-from export.specs import export_specs
+from hi3d.engine.config import tiny
+from hi3d.engine.models import build_networks
+from hi3d.export.parity import ParityError, check_parity, compare
+from hi3d.export.specs import export_specs
 
 
 def test_compare_names_the_worst_element():

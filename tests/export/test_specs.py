@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from engine.backends import NETWORK_NAMES
-from engine.conditioning import depth_input_size
-from engine.config import full, tiny
-from export.specs import MAX_BATCH, export_specs, network_config
+from hi3d.engine.backends import NETWORK_NAMES
+from hi3d.engine.conditioning import depth_input_size
+from hi3d.engine.config import full, tiny
+from hi3d.export.specs import MAX_BATCH, export_specs, network_config
 
 
 @pytest.mark.parametrize("make_cfg", [tiny, full])

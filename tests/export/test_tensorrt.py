@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.backends.tensorrt_backend import unavailable_reason
+from hi3d.engine.backends.tensorrt_backend import unavailable_reason
 
 pytestmark = pytest.mark.gpu
 
@@ -12,15 +12,15 @@ def trt_networks(tiny_build, tiny_cfg):
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    from engine.backends.factory import make_networks
+    from hi3d.engine.backends.factory import make_networks
 
     out, _ = tiny_build
     return make_networks("tensorrt", tiny_cfg, None, torch.device("cuda"), torch.float16, out, cuda_graphs=True)
 
 
 def test_fp16_engines_match_torch(trt_networks, tiny_cfg):
-    from engine.backends.torch_backend import load_modules, torch_networks
-    from export.specs import export_specs
+    from hi3d.engine.backends.torch_backend import load_modules, torch_networks
+    from hi3d.export.specs import export_specs
 
     ref_nets = torch_networks(load_modules(tiny_cfg), torch.device("cuda"), torch.float32)
     for name, spec in export_specs(tiny_cfg).items():

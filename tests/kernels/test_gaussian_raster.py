@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import gaussians_ref as ref
-from kernels.gaussians import rasterize
+from hi3d.kernels import gaussians_ref as ref
+from hi3d.kernels.gaussians import rasterize
 from tests.kernels.gaussian_scenes import intrinsics, look_at_viewmat, random_scene
-from kernels.triton_interpret import interpreted as interpret_triton
+from hi3d.kernels.triton_interpret import interpreted as interpret_triton
 
 gsplat_impl = pytest.importorskip("gsplat.cuda._torch_impl")
 
@@ -114,7 +114,7 @@ def test_rasterize_torch_outputs():
 @pytest.fixture
 def interpreted():
     """The Triton kernels, run by the interpreter, for the duration of one test."""
-    with interpret_triton("kernels.gaussians_triton"):
+    with interpret_triton("hi3d.kernels.gaussians_triton"):
         yield
 
 
@@ -154,7 +154,7 @@ def test_triton_matches_reference(interpreted, sh_degree):
 
 
 def test_triton_binning_matches_gsplat(interpreted):
-    from kernels.gaussians import bin_tiles
+    from hi3d.kernels.gaussians import bin_tiles
 
     s = random_scene(80, seed=6)
     view, K = camera()
@@ -207,7 +207,7 @@ def test_triton_kernels_compile_for_sm90():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    import kernels.gaussians_triton as kt
+    import hi3d.kernels.gaussians_triton as kt
 
     f, i = "*fp32", "i32"
     raster = {"C": 4, "CP": 4, "TILE": 16, "BATCH": 16}

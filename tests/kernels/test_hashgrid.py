@@ -8,9 +8,9 @@ import itertools
 import pytest
 import torch
 
-from kernels.hashgrid import HashGrid, HashGridConfig, hashgrid_encode
-from kernels.hashgrid_ref import hashgrid_encode_ref, spatial_hash
-from kernels.triton_interpret import interpreted
+from hi3d.kernels.hashgrid import HashGrid, HashGridConfig, hashgrid_encode
+from hi3d.kernels.hashgrid_ref import hashgrid_encode_ref, spatial_hash
+from hi3d.kernels.triton_interpret import interpreted
 
 
 # 4 levels at resolutions 4, 8, 16, 32 with 2**10 rows: levels 0-1 dense, 2-3 hashed.
@@ -199,7 +199,7 @@ def triton_results() -> dict[str, tuple[dict, dict]]:
     cases = {name: _case(cfg, n, dx, seed) for seed, (name, (cfg, n, dx)) in enumerate(CASES.items())}
     once = _case(SMALL, 20, True, seed=9)
     cases["create_graph"] = {**once, "grad_out": None, "create_graph": True}
-    with interpreted("kernels.hashgrid_triton"):
+    with interpreted("hi3d.kernels.hashgrid_triton"):
         return {name: (case, _run_triton(case)) for name, case in cases.items()}
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels.hashgrid import HashGridConfig, level_table
-from kernels.hashgrid_ref import hashgrid_encode_ref
+from hi3d.kernels.hashgrid import HashGridConfig, level_table
+from hi3d.kernels.hashgrid_ref import hashgrid_encode_ref
 
 SOURCE = Path(__file__).resolve().parents[2] / "kernels" / "cuda" / "hashgrid.cu"
 

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 
-from kernels.hashgrid import HashGridConfig, hashgrid_encode
+from hi3d.kernels.hashgrid import HashGridConfig, hashgrid_encode
 
 pytestmark = pytest.mark.gpu
 

@@ -18,10 +18,10 @@ from triton.runtime.jit import JITFunction
 def compiled_module():
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("TRITON_INTERPRET=1 is set for the whole session")
-    module = sys.modules.get("kernels.hashgrid_triton")
+    module = sys.modules.get("hi3d.kernels.hashgrid_triton")
     if module is None or not isinstance(module._hashgrid_fwd_kernel, JITFunction):
-        sys.modules.pop("kernels.hashgrid_triton", None)
-        module = importlib.import_module("kernels.hashgrid_triton")
+        sys.modules.pop("hi3d.kernels.hashgrid_triton", None)
+        module = importlib.import_module("hi3d.kernels.hashgrid_triton")
     return module
 
 

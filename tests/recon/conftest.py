@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.cameras import hi3d_cameras
-from engine.recon.mesh_render import render_mesh
-from engine.recon.shapes import SHAPES
+from hi3d.engine.cameras import hi3d_cameras
+from hi3d.engine.recon.mesh_render import render_mesh
+from hi3d.engine.recon.shapes import SHAPES
 
 ELEVATION = 10.0
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine.recon import recon_preset, reconstruct
-from engine.recon.quality import chamfer_distance, volume_iou
+from hi3d.engine.recon import recon_preset, reconstruct
+from hi3d.engine.recon.quality import chamfer_distance, volume_iou
 
 ELEVATION = 10.0  # the views of conftest.py
 SPHERE_MAX_CHAMFER = 0.01  # as in test_reconstruct.py

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from engine.recon.mesh import Mesh, clean_mesh, extract_mesh, load_mesh, save_mesh, signed_volume
-from engine.recon.shapes import SHAPES
+from hi3d.engine.recon.mesh import Mesh, clean_mesh, extract_mesh, load_mesh, save_mesh, signed_volume
+from hi3d.engine.recon.shapes import SHAPES
 
 
 def test_extract_sphere_is_closed_outward_and_colored():

@@ -4,11 +4,11 @@ import math
 import numpy as np
 import pytest
 
-from engine.cameras import hi3d_cameras
-from engine.recon.mesh import Mesh
-from engine.recon.mesh_render import AMBIENT, LIGHT_DIR, render_mesh
-from engine.recon.quality import IOU_HALF_EXTENT, chamfer_distance, normalize, occupancy, volume_iou
-from engine.recon.shapes import SHAPES
+from hi3d.engine.cameras import hi3d_cameras
+from hi3d.engine.recon.mesh import Mesh
+from hi3d.engine.recon.mesh_render import AMBIENT, LIGHT_DIR, render_mesh
+from hi3d.engine.recon.quality import IOU_HALF_EXTENT, chamfer_distance, normalize, occupancy, volume_iou
+from hi3d.engine.recon.shapes import SHAPES
 
 
 def _analytic_occupancy(shape, mesh, res=64):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cameras import hi3d_cameras, interpolated_azimuths, orbit_cameras
-from engine.recon import recon_preset, reconstruct, save_mesh
-from engine.recon.gaussians import fit_gaussians, init_gaussians, render_views, save_gaussians_ply
-from engine.recon.mesh import load_mesh
-from engine.recon.mesh_render import render_mesh
-from engine.recon.quality import chamfer_distance, volume_iou
+from hi3d.engine.cameras import hi3d_cameras, interpolated_azimuths, orbit_cameras
+from hi3d.engine.recon import recon_preset, reconstruct, save_mesh
+from hi3d.engine.recon.gaussians import fit_gaussians, init_gaussians, render_views, save_gaussians_ply
+from hi3d.engine.recon.mesh import load_mesh
+from hi3d.engine.recon.mesh_render import render_mesh
+from hi3d.engine.recon.quality import chamfer_distance, volume_iou
 
 # Bounds, in the paper's normalisation (engine.recon.quality). The paper's Hi3D on GSO:
 # CD 0.0172, IoU 0.6631; a sphere seen in 16 exact views must do much better.

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.recon.cli import add_reconstruct_parser
-from engine.recon.views import check_views, foreground_masks, load_views
+from hi3d.engine.recon.cli import add_reconstruct_parser
+from hi3d.engine.recon.views import check_views, foreground_masks, load_views
 
 
 def _write_views(folder, rgba, n=16):

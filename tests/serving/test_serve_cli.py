@@ -3,8 +3,8 @@ how they fail (no server needed: the client is pointed at a closed port)."""
 import pytest
 from PIL import Image
 
-from engine.cli import main
-from serving.launcher import free_ports
+from hi3d.cli import main
+from hi3d.serving.launcher import free_ports
 
 
 def test_build_repo_writes_the_requested_configuration(tmp_path, capsys):

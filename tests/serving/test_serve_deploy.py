@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.cli import make_parser
-from serving.launcher import ADMIN_HEADER, RESTRICTED, Ports
-from serving.repository import MODELS
+from hi3d.cli import make_parser
+from hi3d.serving.launcher import ADMIN_HEADER, RESTRICTED, Ports
+from hi3d.serving.repository import MODELS
 
 DEPLOY = Path(__file__).parents[2] / "serving" / "deploy"
 PORTS = {"http": Ports().http, "grpc": Ports().grpc, "metrics": Ports().metrics}

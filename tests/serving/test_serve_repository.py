@@ -8,10 +8,10 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from engine.backends.torch_backend import load_modules
-from engine.config import tiny
-from serving.networks import BATCHED, NETWORKS, load_network
-from serving.repository import ENSEMBLES, MODELS, RepositoryOptions, build_repository, read_record
+from hi3d.engine.backends.torch_backend import load_modules
+from hi3d.engine.config import tiny
+from hi3d.serving.networks import BATCHED, NETWORKS, load_network
+from hi3d.serving.repository import ENSEMBLES, MODELS, RepositoryOptions, build_repository, read_record
 
 PATHS = ("/opt/numpy1", "/opt/hi3d")
 

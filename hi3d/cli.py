@@ -47,9 +47,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
 
 def build_pipeline(args: argparse.Namespace):
     """Config + networks + pipeline from parsed arguments, validating them first."""
-    from engine.backends.torch_backend import load_modules, torch_networks
-    from engine.config import preset
-    from engine.pipeline import Hi3DPipeline
+    from hi3d.engine.backends.torch_backend import load_modules, torch_networks
+    from hi3d.engine.config import preset
+    from hi3d.engine.pipeline import Hi3DPipeline
 
     if args.weights is None:
         if args.preset == "full":
@@ -73,7 +73,7 @@ def build_pipeline(args: argparse.Namespace):
     if args.backend in ("torch", "compiled"):
         nets = torch_networks(load_modules(cfg, args.weights), device, dtype, compile=args.backend == "compiled")
     else:
-        from engine.backends.factory import make_networks
+        from hi3d.engine.backends.factory import make_networks
 
         nets = make_networks(args.backend, cfg, args.weights, device, dtype, args.artifacts)
     return cfg, Hi3DPipeline(cfg, nets)
@@ -81,7 +81,7 @@ def build_pipeline(args: argparse.Namespace):
 
 def prepare_input(path: Path, cfg, remove_bg: bool):
     """Image file -> (image at stage-1 resolution, image at stage-2 resolution)."""
-    from engine import images
+    from hi3d.engine import images
 
     img = images.load_image(path)
     if remove_bg:
@@ -91,8 +91,8 @@ def prepare_input(path: Path, cfg, remove_bg: bool):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from engine import images
-    from engine.pipeline import GenerationParams
+    from hi3d.engine import images
+    from hi3d.engine.pipeline import GenerationParams
 
     params = GenerationParams(elevation=args.elevation, seed=args.seed, steps=args.steps)
     params.validate()
@@ -110,7 +110,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     images.save_views(views.stage2, args.out / "stage2")
     print(f"{cfg.name}: {len(views.stage2)} views in {elapsed:.1f} s -> {args.out}/stage1, {args.out}/stage2")
     if mesh is not None:
-        from engine.recon import save_mesh
+        from hi3d.engine.recon import save_mesh
 
         save_mesh(mesh, args.out / "mesh.glb")
         print(f"mesh: {len(mesh.faces)} faces -> {args.out / 'mesh.glb'}")
@@ -121,7 +121,7 @@ def reconstruct_views(views: torch.Tensor, args: argparse.Namespace):
     """Stage-2 views ([-1, 1]) -> colored mesh, with the reconstruction schedule for the device."""
     from dataclasses import replace
 
-    from engine.recon import recon_preset, reconstruct
+    from hi3d.engine.recon import recon_preset, reconstruct
 
     name = args.recon_preset or ("gpu" if args.device == "cuda" else "cpu_small")
     cfg = replace(recon_preset(name), seed=args.seed)
@@ -131,7 +131,7 @@ def reconstruct_views(views: torch.Tensor, args: argparse.Namespace):
 def cmd_demo(args: argparse.Namespace) -> int:
     """No weights: reconstruct a rendered object. With --weights and --image: image -> mesh."""
     if args.weights is None:
-        from engine.recon.cli import run_demo
+        from hi3d.engine.recon.cli import run_demo
 
         return run_demo(args)
     if args.image is None:
@@ -150,14 +150,14 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True)
     add_generation_args(g)
     g.set_defaults(func=cmd_generate)
-    from engine.recon.cli import add_demo_parser, add_reconstruct_parser
+    from hi3d.engine.recon.cli import add_demo_parser, add_reconstruct_parser
 
     add_reconstruct_parser(sub)
     d = add_demo_parser(sub)
     d.add_argument("--weights", type=Path, help="with --image: run the whole image -> mesh path on real weights")
     d.add_argument("--image", type=Path, help="the photo to turn into a mesh (with --weights)")
     d.set_defaults(func=cmd_demo)
-    from serving.cli import add_client_parser, add_serve_parser
+    from hi3d.serving.cli import add_client_parser, add_serve_parser
 
     add_serve_parser(sub)
     add_client_parser(sub)
