@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         path = exporter.ensure(name).path
         spec = exporter.specs[name]
         inputs = spec.sample_inputs(spec.sizes(args.point))
-        torch_ms = time_ms(TorchRunner(exporter._module(name), torch.float32), inputs, args.warmup, args.iters)
+        torch_ms = time_ms(TorchRunner(exporter.module(name), torch.float32), inputs, args.warmup, args.iters)
         ort_ms = time_ms(OnnxRuntimeRunner(path, torch.device("cpu"), threads=args.threads), inputs, args.warmup, args.iters)
         rows.append({"model": name, "shapes": [list(x.shape) for x in inputs], "torch_ms": torch_ms,
                      "onnxruntime_ms": ort_ms, "speedup": torch_ms / ort_ms})

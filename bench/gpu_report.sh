@@ -14,7 +14,7 @@
 #      stage-2 UNet steps, stage-1 and stage-2 VAE decodes; beside it, on the CPU, the cost
 #      model (FLOPs, bytes, H100 bounds) with these times
 #   6. the same networks on TensorRT fp16 engines vs eager, if tensorrt is importable (the lent
-#      machines lack it; engine.backends.factory exports, builds and caches the engines)
+#      machines lack it; hi3d.export.backends exports, builds and caches the engines)
 #   7. the stage plot
 # $OUT gets report.log (everything printed), pipeline.json, networks.json, cost.json,
 # stages.png and the kernel JSONs: the device tool brings back at most 8 files.

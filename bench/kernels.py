@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-
 from hi3d.bench.common import mean_ms
 from hi3d.engine.files import atomic_write_json
 

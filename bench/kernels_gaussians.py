@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
-
 
 import torch
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,47 +35,51 @@ import torch
 from torch import Tensor, nn
 
 from hi3d.bench.common import (
-    COMPONENTS, NOISE_NOTE, PeakRSS, Recorder, cuda_peak_bytes, format_table, machine_info, mib, reset_cuda_peak,
+    COMPONENTS,
+    NOISE_NOTE,
+    PeakRSS,
+    Recorder,
+    cuda_peak_bytes,
+    format_table,
+    machine_info,
+    mib,
+    reset_cuda_peak,
     summarize,
 )
-from hi3d.engine.backends import BACKENDS, Networks, Runner
+from hi3d.engine.backends import DTYPES, Networks, Runner
+from hi3d.engine.backends.torch_backend import load_modules
+from hi3d.engine.cameras import hi3d_cameras
+from hi3d.engine.config import PRESETS, Hi3DConfig, StageConfig
+from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write_json
-from hi3d.engine.backends.torch_backend import load_modules, torch_networks
-from hi3d.engine.config import Hi3DConfig, StageConfig, preset
 from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.engine.recon import reconstruct
+from hi3d.engine.recon.config import recon_preset
+from hi3d.engine.recon.mesh_render import render_mesh
+from hi3d.engine.recon.shapes import SHAPES
+from hi3d.export.backends import BACKENDS, EngineOptions
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-@dataclass(frozen=True)
+
+@dataclass
 class BenchSetup:
+    opts: EngineOptions
     cfg: Hi3DConfig
-    device: torch.device
-    dtype: torch.dtype
-    weights: Path | None = None
-    artifacts_dir: Path | None = None
-    threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
+    threads: int = 0  # torch and ONNX Runtime threads (0: the libraries' own)
+    modules: dict[str, nn.Module] | None = None  # torch and compiled share them: loaded once
 
+    @property
+    def device(self) -> torch.device:
+        return self.opts.torch_device
 
-def make_networks(backend: str, setup: BenchSetup, modules: Callable[[], dict[str, nn.Module]]) -> Networks:
-    """Backends by name. torch / compiled share one set of modules (built once, on demand);
-    the others come from `engine.backends.factory` (ONNX Runtime, TensorRT) when it exists."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend in ("torch", "compiled"):
-        return torch_networks(modules(), setup.device, setup.dtype, compile=backend == "compiled")
-    try:
-        factory = importlib.import_module("hi3d.engine.backends.factory")
-    except ModuleNotFoundError as e:
-        raise SystemExit(f"backend {backend!r} needs engine.backends.factory, which this checkout lacks ({e})")
-    # Missing or stale ONNX graphs are exported there first (the factory says so).
-    artifacts = setup.artifacts_dir or Path("build")
-    nets = factory.make_networks(backend, setup.cfg, setup.weights, setup.device, setup.dtype, artifacts)
-    if backend == "onnxruntime" and setup.threads is not None:
-        # Same thread count as torch, so that a ratio compares runtimes, not thread pools.
-        from hi3d.engine.backends.onnxruntime_backend import OnnxRuntimeRunner
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.opts.torch_dtype
 
-        runners = {n: OnnxRuntimeRunner(r.path, r.device, threads=setup.threads) for n, r in nets.runners().items()}
-        nets = Networks(**runners, device=nets.device, dtype=nets.dtype)
-    return nets
+    def networks(self, backend: str) -> Networks:
+        if BACKENDS[backend].served_as == "python" and self.modules is None:
+            self.modules = load_modules(self.cfg, self.opts.weights)
+        # The same thread count for ONNX Runtime as for torch: a ratio compares runtimes, not thread pools.
+        return BACKENDS[backend].build(self.opts.request(self.cfg, modules=self.modules, threads=self.threads))
 
 
 class _TimedRunner:
@@ -118,18 +121,10 @@ def instrument(pipe: Hi3DPipeline, recorder: Recorder) -> None:
         wrap(method, {"blend_references": "blend_refs"}.get(method))
 
 
-def find_reconstruct(cfg: Hi3DConfig, device: torch.device) -> Callable[[Recorder], None] | None:
+def recon_run(cfg: Hi3DConfig, device: torch.device) -> Callable[[Recorder], None]:
     """A timed reconstruction of a rendered object (the tiny preset's views are noise, so the
-    generated views are not what is reconstructed), or None without engine.recon."""
-    try:
-        recon = importlib.import_module("hi3d.engine.recon")
-    except ModuleNotFoundError:
-        return None
-    from hi3d.engine.cameras import hi3d_cameras
-    from hi3d.engine.recon.mesh_render import render_mesh
-    from hi3d.engine.recon.shapes import SHAPES
-
-    rcfg = recon.recon_preset("test" if cfg.name == "tiny" else ("gpu" if device.type == "cuda" else "cpu_small"))
+    generated views are not what is reconstructed)."""
+    rcfg = recon_preset("test" if cfg.name == "tiny" else ("gpu" if device.type == "cuda" else "cpu_small"))
     gt = SHAPES["sphere"].mesh(96)
     rgba = render_mesh(gt.vertices, gt.faces, gt.colors, hi3d_cameras(0.0, rcfg.image_size))
     views = torch.from_numpy(rgba[..., :3]).permute(0, 3, 1, 2).contiguous()
@@ -138,7 +133,7 @@ def find_reconstruct(cfg: Hi3DConfig, device: torch.device) -> Callable[[Recorde
         starts: dict[str, float] = {}  # first progress call of each phase
         progress = lambda stage, step, total, loss: starts.setdefault(stage, time.perf_counter())  # noqa: E731
         t0 = time.perf_counter()
-        recon.reconstruct(views, 0.0, rcfg, progress)
+        reconstruct(views, 0.0, rcfg, progress)
         t1 = time.perf_counter()
         recorder.add("recon.total", t1 - t0)
         if "gaussians" in starts and "neus" in starts:
@@ -150,12 +145,11 @@ def find_reconstruct(cfg: Hi3DConfig, device: torch.device) -> Callable[[Recorde
 
 
 def run_once(pipe: Hi3DPipeline, recorder: Recorder, images: tuple[Tensor, Tensor], steps: int,
-             reconstruct: Callable[[Recorder], None] | None) -> None:
+             recon: Callable[[Recorder], None]) -> None:
     p = GenerationParams(seed=0, steps=steps)
     with recorder.span("end_to_end"):
         pipe(*images, p)
-        if reconstruct is not None:
-            reconstruct(recorder)
+        recon(recorder)
 
 
 def collapse(recorder: Recorder, iters: int) -> dict[str, dict[str, float]]:
@@ -179,24 +173,22 @@ def bench(backends: list[str], setup: BenchSetup, warmup: int, iters: int, steps
     g = torch.Generator().manual_seed(0)
     r1, r2 = setup.cfg.stage1.resolution, setup.cfg.stage2.resolution
     images = (torch.rand(1, 3, r1, r1, generator=g) * 2 - 1, torch.rand(1, 3, r2, r2, generator=g) * 2 - 1)
-    reconstruct = find_reconstruct(setup.cfg, setup.device)
-    shared: dict[str, dict[str, nn.Module]] = {}
-    modules = lambda: shared.setdefault("m", load_modules(setup.cfg, setup.weights))  # noqa: E731
+    recon = recon_run(setup.cfg, setup.device)
     pipes, recorders, peaks = {}, {}, {}
     for b in backends:
         recorders[b] = Recorder(setup.device)
-        pipes[b] = Hi3DPipeline(setup.cfg, make_networks(b, setup, modules))
+        pipes[b] = Hi3DPipeline(setup.cfg, setup.networks(b))
         instrument(pipes[b], recorders[b])
         peaks[b] = {"rss": 0, "cuda": None}
         print(f"[{b}] warm-up: {warmup} iteration(s)", flush=True)
         for _ in range(warmup):
-            run_once(pipes[b], Recorder(setup.device), images, steps, reconstruct)
+            run_once(pipes[b], Recorder(setup.device), images, steps, recon)
     for i in range(iters):
         for b in backends:
             gc.collect()
             reset_cuda_peak(setup.device)
             with PeakRSS() as rss:
-                run_once(pipes[b], recorders[b], images, steps, reconstruct)
+                run_once(pipes[b], recorders[b], images, steps, recon)
             peaks[b]["rss"] = max(peaks[b]["rss"], rss.peak_bytes)
             cuda = cuda_peak_bytes(setup.device)
             peaks[b]["cuda"] = cuda if cuda is None else max(cuda, peaks[b]["cuda"] or 0)
@@ -233,10 +225,8 @@ def network_calls(cfg: Hi3DConfig, device: torch.device, dtype: torch.dtype) -> 
 
 def bench_networks(backends: list[str], setup: BenchSetup, warmup: int, iters: int) -> dict[str, Any]:
     """Each stage's network calls alone (no sampler, no conditions), interleaved over backends."""
-    shared: dict[str, dict[str, nn.Module]] = {}
-    modules = lambda: shared.setdefault("m", load_modules(setup.cfg, setup.weights))  # noqa: E731
     calls = network_calls(setup.cfg, setup.device, setup.dtype)
-    nets = {b: make_networks(b, setup, modules) for b in backends}
+    nets = {b: setup.networks(b) for b in backends}
     recorders = {b: Recorder(setup.device) for b in backends}
     peaks: dict[str, int | None] = {b: None for b in backends}
     for b in backends:
@@ -281,10 +271,7 @@ def print_report(report: dict[str, Any]) -> None:
         rows.append(row)
     for label, key in (("peak RSS MiB", "peak_rss_mib"), ("peak CUDA MiB", "peak_cuda_allocated_mib")):
         rows.append([label] + sum(([report["backends"][b][key], None, None] for b in backends), []))
-    missing = [c for c in ("recon.3dgs", "recon.neus") if c not in names]
     print(format_table(headers, rows))
-    if missing and report.get("mode") == "pipeline":
-        print(f"n/a: {', '.join(missing)} (engine.recon is not importable)")
     if "ratios" in report:
         (pair, r), = report["ratios"].items()
         print(f"\nratio {pair} (median; < 1 means {pair.split('/')[0]} is faster)")
@@ -294,16 +281,16 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description="Per-stage latency of the Hi3D pipeline")
-    ap.add_argument("--preset", default="tiny", choices=["tiny", "full"])
-    ap.add_argument("--backend", default="torch", choices=BACKENDS)
+    ap.add_argument("--preset", default="tiny", choices=list(PRESETS))
+    ap.add_argument("--backend", default="torch", choices=list(BACKENDS))
     ap.add_argument("--compare", help="two backends, comma-separated, e.g. torch,onnxruntime (overrides --backend)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", choices=list(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first (>= 0)")
+    ap.add_argument("--iters", type=int, default=3, help="timed iterations (>= 1)")
     ap.add_argument("--steps", type=int, help="sampling steps per stage (default: the preset's)")
     ap.add_argument("--weights", type=Path, help="official weights folder (default: random weights)")
-    ap.add_argument("--artifacts", type=Path, help="ONNX / engine folder for onnxruntime / tensorrt (default: build)")
+    ap.add_argument("--artifacts", type=Path, default=Path("build"), help="ONNX / engine folder (onnxruntime, tensorrt)")
     ap.add_argument("--networks-only", action="store_true",
                     help="time each stage's network calls alone (UNet steps, VAE decodes), not the pipeline")
     ap.add_argument("--threads", type=int,
@@ -314,27 +301,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     backends = args.compare.split(",") if args.compare else [args.backend]
     if len(backends) != len(set(backends)) or not 1 <= len(backends) <= 2:
         ap.error(f"--compare takes two different backends, got {args.compare!r}")
-    for b in backends:
-        if b not in BACKENDS:
-            ap.error(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
-    if args.iters < 1 or args.warmup < 0 or (args.steps is not None and args.steps < 1):
-        ap.error("need --iters >= 1, --warmup >= 0, --steps >= 1")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda, but torch sees no CUDA device")
+    if args.iters < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        ap.error("need --iters >= 1, --warmup >= 0, --threads >= 1")
+    try:
+        for b in backends:
+            if b not in BACKENDS:
+                raise InvalidInput(f"--compare: unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+        opts = EngineOptions(preset=args.preset, weights=args.weights, backend=backends[0], device=args.device,
+                             dtype=args.dtype, artifacts=args.artifacts)
+        cfg = opts.config()
+        steps = GenerationParams(steps=args.steps).steps or cfg.stage1.sampler.steps
+    except InvalidInput as e:
+        ap.error(str(e))
     # On a shared machine OpenMP's worker threads spin against other jobs: one thread ran the
     # tiny VAE encoder 20x faster than two on this project's 2-core machines.
-    threads = args.threads or (1 if device.type == "cpu" else None)
-    if threads is not None:
+    threads = args.threads or (1 if opts.torch_device.type == "cpu" else 0)
+    if threads:
         torch.set_num_threads(threads)
-    dtype = DTYPES[args.dtype or ("fp16" if device.type == "cuda" else "fp32")]
-    cfg = preset(args.preset)
-    steps = args.steps or cfg.stage1.sampler.steps
-    setup = BenchSetup(cfg, device, dtype, args.weights, args.artifacts, threads)
+    setup = BenchSetup(opts, cfg, threads)
 
     report: dict[str, Any] = {
-        "preset": cfg.name, "steps": steps, "dtype": str(dtype).removeprefix("torch."),
-        "warmup": args.warmup, "iters": args.iters, "machine": machine_info(device),
+        "preset": cfg.name, "steps": steps, "dtype": str(setup.dtype).removeprefix("torch."),
+        "warmup": args.warmup, "iters": args.iters, "machine": machine_info(setup.device),
         "mode": "networks" if args.networks_only else "pipeline",
         "backends": (bench_networks(backends, setup, args.warmup, args.iters) if args.networks_only
                      else bench(backends, setup, args.warmup, args.iters, steps)),

@@ -16,14 +16,13 @@ import platform
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from hi3d.engine.cameras import hi3d_cameras
+from hi3d.engine.files import atomic_write_json
 from hi3d.engine.recon import reconstruct
 from hi3d.engine.recon.config import PRESETS, recon_preset
-from hi3d.engine.files import atomic_write_json
 from hi3d.engine.recon.mesh_render import render_mesh
 from hi3d.engine.recon.quality import chamfer_distance, volume_iou
 from hi3d.engine.recon.shapes import SHAPES

@@ -107,7 +107,11 @@ def _server(args):
         yield args.url, args.key
         return
     from hi3d.serving.launcher import TritonServer, free_ports
-    from hi3d.serving.repository import RepositoryOptions, build_repository, default_python_paths
+    from hi3d.serving.repository import (
+        RepositoryOptions,
+        build_repository,
+        default_python_paths,
+    )
     from hi3d.serving.server_install import prepare
 
     install = prepare(Path.home() / ".cache" / "hi3d" / "triton")

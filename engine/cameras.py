@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hi3d.engine.errors import InvalidInput
+
 HI3D_RADIUS = 1.5
 HI3D_NUM_VIEWS = 16
 HI3D_FOV_DEG = math.degrees(2.0 * math.atan(16.0 / 35.0))  # 49.134
@@ -116,7 +118,7 @@ def interpolated_azimuths(num_views: int, m: int) -> list[float]:
     gap split it into equal parts (one view: the midpoint).
     """
     if m < 0:
-        raise ValueError(f"number of interpolated views must be >= 0, got {m}")
+        raise InvalidInput(f"number of interpolated views must be >= 0, got {m}")
     step = 360.0 / num_views
     extra = m % num_views
     bonus = {round(i * num_views / extra) % num_views for i in range(extra)} if extra else set()

@@ -10,9 +10,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
-    _resize_with_antialiasing,  # the same antialiased resize sgm does with kornia
-)
 from torch import Tensor
 
 from hi3d.engine.models.clip import CLIP_MEAN, CLIP_STD
@@ -51,6 +48,30 @@ def stage2_vector(n: int, elevation_deg: float, cond_aug: float, device: torch.d
     return torch.cat([timestep_embedding(elevation, 256), timestep_embedding(_scalar(cond_aug, n, device), 256)], -1)
 
 
+def _gaussian_kernel(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - size // 2  # size is odd
+    g = torch.exp(-x**2 / (2 * sigma**2))
+    return g / g.sum()
+
+
+def resize_antialiased(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """kornia's `resize(..., interpolation="bicubic", align_corners=True, antialias=True)`,
+    which sgm's FrozenOpenCLIPImageEmbedder applies: a Gaussian blur with skimage's sigma
+    ((factor - 1) / 2) and a 2-sigma, odd-sized kernel, reflect-padded, then bicubic."""
+    h, w = x.shape[-2:]
+    blurred = x
+    for axis, factor in ((-1, w / size[1]), (-2, h / size[0])):  # width first, as kornia does
+        sigma = max((factor - 1.0) / 2.0, 0.001)
+        k = int(max(4.0 * sigma, 3))
+        k += 1 - k % 2
+        kernel = _gaussian_kernel(k, sigma, x.dtype, x.device)
+        shape = (1, 1, 1, k) if axis == -1 else (1, 1, k, 1)
+        pad = (k // 2, k // 2, 0, 0) if axis == -1 else (0, 0, k // 2, k // 2)
+        c = blurred.shape[1]
+        blurred = F.conv2d(F.pad(blurred, pad, mode="reflect"), kernel.view(shape).expand(c, 1, *shape[2:]), groups=c)
+    return F.interpolate(blurred, size=size, mode="bicubic", align_corners=True)
+
+
 def _clip_normalise(x01: Tensor) -> Tensor:
     mean = torch.tensor(CLIP_MEAN, device=x01.device, dtype=x01.dtype).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=x01.device, dtype=x01.dtype).view(1, 3, 1, 1)
@@ -59,7 +80,7 @@ def _clip_normalise(x01: Tensor) -> Tensor:
 
 def clip_pixels(image: Tensor, size: int) -> Tensor:
     """[-1, 1] image -> OpenCLIP input: antialiased bicubic (align_corners) resize, CLIP norm."""
-    x = _resize_with_antialiasing(image.float(), (size, size))
+    x = resize_antialiased(image.float(), (size, size))
     return _clip_normalise((x + 1.0) / 2.0)  # [N, 3, size, size]
 
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from hi3d.engine.errors import InvalidInput
+
+# Every network of the pipeline, in the order data flows through them: the one list that
+# export specs, artifacts, backends and the served models are keyed by.
+NETWORK_NAMES = ("clip", "aesthetic", "vae_encoder", "vae_decoder", "unet1", "unet2", "depth")
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -165,5 +171,5 @@ PRESETS = {"full": full, "tiny": tiny}
 
 def preset(name: str) -> Hi3DConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise InvalidInput(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()

@@ -11,36 +11,33 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write
 
 MAX_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs before decoding
 
 
-class ImageError(ValueError):
-    """The input is not an image we can use; the message says why."""
-
-
 def decode_image(data: bytes, name: str = "image") -> Image.Image:
     """Bytes -> RGBA PIL image, with clear errors for empty, non-image or huge inputs."""
     if not data:
-        raise ImageError(f"{name} is empty")
+        raise InvalidInput(f"{name} is empty")
     try:
         img = Image.open(io.BytesIO(data))
         w, h = img.size
         if w * h > MAX_PIXELS:
-            raise ImageError(f"{name} is {w}x{h}: more than {MAX_PIXELS} pixels")
+            raise InvalidInput(f"{name} is {w}x{h}: more than {MAX_PIXELS} pixels")
         if min(w, h) < 16:
-            raise ImageError(f"{name} is {w}x{h}: too small (needs at least 16x16)")
+            raise InvalidInput(f"{name} is {w}x{h}: too small (needs at least 16x16)")
         img.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{name} is not a readable image ({e})") from None
+        raise InvalidInput(f"{name} is not a readable image ({e})") from None
     return img.convert("RGBA")
 
 
 def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+        raise InvalidInput(f"{path}: no such file")
     return decode_image(path.read_bytes(), str(path))
 
 
@@ -49,7 +46,7 @@ def remove_background(img: Image.Image) -> Image.Image:
     try:
         import rembg
     except ImportError as e:
-        raise RuntimeError("background removal needs rembg: pip install 'hi3d-engine[rembg]'") from e
+        raise InvalidInput("background removal needs rembg: pip install 'hi3d-engine[rembg]'") from e
     return rembg.remove(img).convert("RGBA")
 
 

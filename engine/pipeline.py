@@ -17,25 +17,31 @@ from hi3d.engine import conditioning as cond
 from hi3d.engine import sampling
 from hi3d.engine.backends import Networks, Runner
 from hi3d.engine.config import Hi3DConfig, StageConfig
+from hi3d.engine.errors import InvalidInput
 
 Progress = Callable[[str, int, int], None]  # (stage, step, total)
 
 
+MAX_STEPS = 200  # a bound on the work one request can ask for (the official sampler uses 25)
+
+
 @dataclass(frozen=True)
 class GenerationParams:
+    """What a caller chooses per generation; checked once, here, on construction."""
+
     elevation: float = 0.0  # degrees; the model was trained on -10..40
     seed: int = 0
     steps: int | None = None  # None: the preset's (25 for `full`)
     cfg_max1: float | None = None  # guidance of the last frame, stage 1 (None: 2.5)
     cfg_max2: float | None = None  # likewise for stage 2 (None: 2.0)
 
-    def validate(self) -> None:
-        if not -90.0 <= self.elevation <= 90.0:
-            raise ValueError(f"elevation must be in [-90, 90] degrees, got {self.elevation}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.elevation <= 90.0:  # also refuses NaN
+            raise InvalidInput(f"elevation must be in [-90, 90] degrees, got {self.elevation}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise InvalidInput(f"steps must be in [1, {MAX_STEPS}], got {self.steps}")
         if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+            raise InvalidInput(f"seed must be in [0, 2**63), got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -182,10 +188,9 @@ class Hi3DPipeline:
         self, image1: Tensor, image2: Tensor, p: GenerationParams, progress: Progress | None = None
     ) -> Views:
         """image1/image2: the preprocessed input at R1 and R2, [1, 3, R, R] in [-1, 1]."""
-        p.validate()
         for name, img, r in (("image1", image1, self.cfg.stage1.resolution), ("image2", image2, self.cfg.stage2.resolution)):
             if tuple(img.shape) != (1, 3, r, r):
-                raise ValueError(f"{name} must have shape (1, 3, {r}, {r}), got {tuple(img.shape)}")
+                raise InvalidInput(f"{name} must have shape (1, 3, {r}, {r}), got {tuple(img.shape)}")
         views1 = self.generate_stage1(image1, p, progress)
         views2 = self.generate_stage2(image2, views1, p, progress)
         return Views(stage1=views1, stage2=views2)

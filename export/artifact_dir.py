@@ -16,9 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hi3d.engine.backends import NETWORK_NAMES
-from hi3d.engine.config import Hi3DConfig
-from hi3d.export.onnx_export import OnnxArtifact, ensure_onnx, export_key, weights_fingerprint
+from hi3d.engine.config import NETWORK_NAMES, Hi3DConfig
+from hi3d.engine.errors import InvalidInput
+from hi3d.export.onnx_export import (
+    OnnxArtifact,
+    ensure_onnx,
+    export_key,
+    weights_fingerprint,
+)
 from hi3d.export.specs import export_specs, network_config
 
 
@@ -46,7 +51,7 @@ def parse_networks(names: str | Sequence[str] | None) -> tuple[str, ...]:
     wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     unknown = [n for n in wanted if n not in NETWORK_NAMES]
     if unknown or not wanted:
-        raise ValueError(f"unknown network name(s) {unknown or wanted}; choose from {', '.join(NETWORK_NAMES)}")
+        raise InvalidInput(f"unknown network name(s) {unknown or wanted}; choose from {', '.join(NETWORK_NAMES)}")
     return tuple(n for n in NETWORK_NAMES if n in wanted)
 
 
@@ -54,9 +59,9 @@ def check_weights_dir(weights: Path | None) -> None:
     if weights is None:
         return
     if not Path(weights).is_dir():
-        raise FileNotFoundError(f"weights directory not found: {weights}")
+        raise InvalidInput(f"weights directory not found: {weights}")
     if not any(Path(weights).iterdir()):
-        raise FileNotFoundError(f"weights directory is empty: {weights}")
+        raise InvalidInput(f"weights directory is empty: {weights}")
 
 
 class OnnxExporter:
@@ -79,7 +84,8 @@ class OnnxExporter:
         self.weights_id = weights_fingerprint(weights, cfg)
         self.modules: dict[str, nn.Module] = {}
 
-    def _module(self, name: str) -> nn.Module:
+    def module(self, name: str) -> nn.Module:
+        """The torch module of `name` in fp32 on the export device (all loaded on first use)."""
         from hi3d.engine.backends.torch_backend import load_modules
 
         if not self.modules:
@@ -91,7 +97,7 @@ class OnnxExporter:
         Raises ParityError naming the worst element when ONNX Runtime disagrees."""
         key = export_key(self.specs[name], network_config(self.cfg, name), self.weights_id)
         try:
-            return ensure_onnx(self.specs[name], key, self.out.onnx_path(name), lambda: self._module(name),
+            return ensure_onnx(self.specs[name], key, self.out.onnx_path(name), lambda: self.module(name),
                                self.parity_points, self.log)
         finally:
             if name in self.modules:

@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-
 import torch
 
 from hi3d.engine.config import PRESETS, preset
+from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write_json
 from hi3d.export import artifacts
 from hi3d.export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
@@ -57,14 +57,24 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*b) for b in body])
 
 
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidInput(f"--device must be cpu or cuda[:N], got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"--device {name}: torch sees no CUDA device")
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = preset(args.preset)
         names = parse_networks(args.models)
         out = ArtifactDir(args.out, cfg)
-        exporter = OnnxExporter(cfg, args.weights, out, device=torch.device(args.device))
-    except (ValueError, FileNotFoundError) as e:
+        exporter = OnnxExporter(cfg, args.weights, out, device=_device(args.device))
+    except InvalidInput as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -75,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         try:
             a = exporter.ensure(name)
+        except InvalidInput as e:  # the weights do not load: nothing else will either
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         except ParityError as e:
             print(f"PARITY FAILED: {e}", file=sys.stderr)
             row.update(onnx_status="parity failed", parity_max_abs_err=e.report.max_abs_err)
@@ -87,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
     engines_missing = None
     if not args.onnx_only:
-        from hi3d.engine.backends.tensorrt_backend import build_engine, current_env, unavailable_reason
+        from hi3d.engine.backends.tensorrt_backend import (
+            build_engine,
+            current_env,
+            unavailable_reason,
+        )
 
         engines_missing = unavailable_reason()
         if engines_missing is not None:

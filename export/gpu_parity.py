@@ -16,7 +16,6 @@ import time
 import traceback
 from pathlib import Path
 
-
 import torch
 
 from hi3d.engine.backends.tensorrt_backend import unavailable_reason
@@ -55,13 +54,16 @@ def run_preset(name: str, out: Path, networks: tuple[str, ...], device: torch.de
             row.update(onnx_status=a.status, onnx_bytes=a.size_bytes,
                        parity=(artifacts.read_sidecar(a.path) or {}).get("parity"))
             if trt_reason is None:
-                from hi3d.engine.backends.tensorrt_backend import build_engine, current_env
+                from hi3d.engine.backends.tensorrt_backend import (
+                    build_engine,
+                    current_env,
+                )
                 from hi3d.export.tensorrt_build import ensure_engine
 
                 e = ensure_engine(exporter.specs[net], a.path, exporter.out.engines_dir, "fp16",
                                   current_env(device), build_engine)
                 row.update(engine=e.path.name, engine_bytes=e.size_bytes, build_seconds=e.build_seconds)
-                row.update(_trt_vs_torch(exporter.specs[net], exporter._module(net), e.path, device))
+                row.update(_trt_vs_torch(exporter.specs[net], exporter.module(net), e.path, device))
         except Exception as err:  # one network failing must not hide the others' results
             row.update(error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=5))
         row["seconds"] = time.perf_counter() - start

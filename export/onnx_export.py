@@ -20,10 +20,9 @@ import onnx
 import torch
 from torch import nn
 
+from hi3d.engine.config import NETWORK_NAMES, Hi3DConfig
 from hi3d.export import artifacts
 from hi3d.export.parity import ParityReport, check_parity
-from hi3d.engine.backends import NETWORK_NAMES
-from hi3d.engine.config import Hi3DConfig
 from hi3d.export.specs import OPSET, ExportSpec, network_config
 
 PROTOBUF_LIMIT = 2**31 - 1  # one protobuf message; bigger models keep weights outside

@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from hi3d.engine.backends import NETWORK_NAMES
 from hi3d.engine.conditioning import depth_input_size
-from hi3d.engine.config import Hi3DConfig
+from hi3d.engine.config import NETWORK_NAMES, Hi3DConfig
 
 MAX_BATCH = 8  # requests the server may batch into one UNet call (x2 with CFG fits in 8)
 OPSET = 17

@@ -15,6 +15,7 @@ from pathlib import Path
 import onnx
 
 from hi3d.engine.backends.tensorrt_backend import BuildEnv, Profile
+from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write
 from hi3d.export import artifacts
 from hi3d.export.specs import ExportSpec
@@ -96,6 +97,23 @@ def timing_cache_path(engines_dir: Path, env: BuildEnv) -> Path:
     return engines_dir / f"timing_cache.trt{_slug(env.tensorrt_version)}.{_slug(env.gpu_name)}.bin"
 
 
+def find_engine(spec: ExportSpec, onnx_path: Path, engines_dir: Path, precision: str,
+                env: BuildEnv) -> tuple[Path, dict, Profile, artifacts.Verdict]:
+    """Where the engine for this ONNX file, precision and GPU is (or would be), its key and
+    profile, and whether the file there can be used: the lookup, without building."""
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    record = artifacts.read_sidecar(onnx_path)
+    if record is None or onnx_path.name not in record["files"]:
+        raise InvalidInput(f"{onnx_path} has no sidecar: export it first (export/build_engines.py)")
+    if artifacts.sha256_file(onnx_path) != record["files"][onnx_path.name]:
+        raise InvalidInput(f"{onnx_path} is corrupt (sha256 differs from its sidecar): re-export it first")
+    profile = profile_from_onnx(onnx_path, spec)
+    key = engine_key(record["files"][onnx_path.name], env, precision, profile)
+    path = engine_path(engines_dir, spec.network, key)
+    return path, key, profile, artifacts.verify(path, key)
+
+
 def ensure_engine(
     spec: ExportSpec,
     onnx_path: Path,
@@ -107,17 +125,7 @@ def ensure_engine(
 ) -> EngineArtifact:
     """The engine for this ONNX file, precision and GPU: reused if its sidecar vouches
     for it, rebuilt (saying why) if it is missing, stale or corrupt."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-    record = artifacts.read_sidecar(onnx_path)
-    if record is None or onnx_path.name not in record["files"]:
-        raise FileNotFoundError(f"{onnx_path} has no sidecar: export it first (export/build_engines.py)")
-    if artifacts.sha256_file(onnx_path) != record["files"][onnx_path.name]:
-        raise ValueError(f"{onnx_path} is corrupt (sha256 differs from its sidecar): re-export it first")
-    profile = profile_from_onnx(onnx_path, spec)
-    key = engine_key(record["files"][onnx_path.name], env, precision, profile)
-    path = engine_path(engines_dir, spec.network, key)
-    verdict = artifacts.verify(path, key)
+    path, key, profile, verdict = find_engine(spec, onnx_path, engines_dir, precision, env)
     if verdict.ok:
         log(f"[{spec.network}] engine found cached: {path.name}")
         return EngineArtifact(path, "found cached", path.stat().st_size, 0.0)

@@ -1,6 +1,13 @@
-"""`hi3d` command line: the only place that parses arguments.
+"""`hi3d`: the command line, the only place that parses arguments.
 
-    hi3d generate IMAGE --out DIR [--weights DIR] [--preset tiny|full] ...
+    hi3d generate IMAGE --out DIR [--weights DIR] [--preset tiny|full] [--mesh] ...
+    hi3d reconstruct VIEWS_DIR --out MESH
+    hi3d demo --out DIR [--weights DIR --image IMAGE]
+    hi3d serve build-repo | install-server | start ...   (hi3d/serve_cli.py)
+    hi3d client IMAGE --url HOST:PORT --out DIR
+
+Arguments are parsed here once and handed to the params dataclasses, which validate
+them once. Bad input of any kind exits with code 2 and a message naming what is wrong.
 """
 from __future__ import annotations
 
@@ -11,153 +18,199 @@ from pathlib import Path
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from hi3d.engine.backends import DTYPES
+from hi3d.engine.config import PRESETS
+from hi3d.engine.errors import InvalidInput
+from hi3d.engine.recon.config import PRESETS as RECON_PRESETS
+from hi3d.export.backends import BACKENDS, EngineOptions
+
+USAGE_ERROR = 2  # what argparse exits with, and so every bad-input path
 
 
-def _progress_bar():
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _bar(stage_bars: dict, stage: str, step: int, total: int, postfix: dict | None = None) -> None:
     from tqdm import tqdm
 
-    bars: dict[str, tqdm] = {}
-
-    def update(stage: str, step: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="step", leave=True)
-        bar.update(step - bar.n)
-        if step == total:
-            bar.close()
-
-    return update
+    bar = stage_bars.get(stage)
+    if bar is None:
+        bar = stage_bars[stage] = tqdm(total=total, desc=stage, unit="step", file=sys.stderr)
+    bar.update(step - bar.n)
+    if postfix:
+        bar.set_postfix(postfix, refresh=False)
+    if step == total:
+        bar.close()
 
 
-def add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", type=Path, help="folder with first_stage.pt, second_stage.pt and ckpts/ (see README)")
-    p.add_argument("--preset", choices=["tiny", "full"], help="model sizes (default: full with --weights, else tiny)")
-    p.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees (trained on -10..40)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the preset's; 25 for full)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--dtype", choices=list(DTYPES), help="default: fp16 on cuda, fp32 on cpu")
-    p.add_argument("--backend", default="torch", choices=["torch", "compiled", "onnxruntime", "tensorrt"])
-    p.add_argument("--artifacts", type=Path, default=Path("build"), help="ONNX/TensorRT artifacts (non-torch backends)")
-    p.add_argument("--remove-background", action="store_true", help="matte the object with rembg first")
-    p.add_argument("--mesh", action="store_true", help="also reconstruct the stage-2 views into OUT/mesh.glb")
-    p.add_argument("--recon-preset", choices=["cpu_small", "gpu"], help="reconstruction schedule (default: by device)")
+def _progress():
+    """One tqdm bar per stage, for the pipeline's (stage, step, total) callbacks."""
+    bars: dict = {}
+    return lambda stage, step, total: _bar(bars, stage, step, total)
 
 
-def build_pipeline(args: argparse.Namespace):
-    """Config + networks + pipeline from parsed arguments, validating them first."""
-    from hi3d.engine.backends.torch_backend import load_modules, torch_networks
-    from hi3d.engine.config import preset
+def _recon_progress():
+    """The same for reconstruction's (stage, step, total, loss) callbacks."""
+    bars: dict = {}
+    return lambda stage, step, total, loss: _bar(bars, stage, step, total, {"loss": f"{loss:.4f}"})
+
+
+# --- generate --------------------------------------------------------------------------
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(preset=args.preset, weights=args.weights, backend=args.backend, device=args.device,
+                         dtype=args.dtype, artifacts=args.artifacts)
+
+
+def recon_config(args: argparse.Namespace):
+    from hi3d.engine.recon.config import recon_options
+
+    return recon_options(args.recon_preset, args.seed, args.interp, torch.cuda.is_available())
+
+
+def generate(opts: EngineOptions, params, image: Path, out: Path, remove_background: bool, recon=None) -> int:
+    """Image -> views (and a mesh with `recon`); everything computed before anything is written."""
+    from hi3d.engine import images
     from hi3d.engine.pipeline import Hi3DPipeline
 
-    if args.weights is None:
-        if args.preset == "full":
-            raise SystemExit("error: --preset full needs --weights DIR (the official checkpoints)")
+    if opts.weights is None:
         print("No --weights given: running the `tiny` preset with seeded random weights. "
               "The views show the pipeline working, not a real object.", file=sys.stderr)
-        name = "tiny"
-    else:
-        if not args.weights.is_dir():
-            raise SystemExit(f"error: --weights {args.weights}: no such directory")
-        name = args.preset or "full"
-    cfg = preset(name)
-    if args.steps is not None:
-        if args.steps < 1:
-            raise SystemExit(f"error: --steps must be >= 1, got {args.steps}")
-        cfg = cfg.with_steps(args.steps)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but no CUDA device is available")
-    device = torch.device(args.device)
-    dtype = DTYPES[args.dtype or ("fp16" if device.type == "cuda" else "fp32")]
-    if args.backend in ("torch", "compiled"):
-        nets = torch_networks(load_modules(cfg, args.weights), device, dtype, compile=args.backend == "compiled")
-    else:
-        from hi3d.engine.backends.factory import make_networks
-
-        nets = make_networks(args.backend, cfg, args.weights, device, dtype, args.artifacts)
-    return cfg, Hi3DPipeline(cfg, nets)
-
-
-def prepare_input(path: Path, cfg, remove_bg: bool):
-    """Image file -> (image at stage-1 resolution, image at stage-2 resolution)."""
-    from hi3d.engine import images
-
-    img = images.load_image(path)
-    if remove_bg:
-        img = images.remove_background(img)
-    rgb = images.on_white(img)
-    return images.square_crop(rgb, cfg.stage1.resolution), images.square_crop(rgb, cfg.stage2.resolution)
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from hi3d.engine import images
-    from hi3d.engine.pipeline import GenerationParams
-
-    params = GenerationParams(elevation=args.elevation, seed=args.seed, steps=args.steps)
-    params.validate()
-    if args.mesh and args.weights is None:
-        raise SystemExit("error: --mesh needs --weights: the weight-free tiny views are noise, not an object "
-                         "(`hi3d demo` shows the reconstruction on a rendered object)")
-    cfg, pipe = build_pipeline(args)
-    image1, image2 = prepare_input(args.image, cfg, args.remove_background)
+    cfg = opts.config()
+    img = images.load_image(image)
+    rgb = images.on_white(images.remove_background(img) if remove_background else img)
+    image1, image2 = images.square_crop(rgb, cfg.stage1.resolution), images.square_crop(rgb, cfg.stage2.resolution)
+    pipe = Hi3DPipeline(cfg, opts.networks(cfg))
     t0 = time.perf_counter()
-    views = pipe(image1, image2, params, progress=_progress_bar())
+    views = pipe(image1, image2, params, progress=_progress())
     elapsed = time.perf_counter() - t0
-    mesh = reconstruct_views(views.stage2, args) if args.mesh else None
-    # Everything is computed before anything is written: a failure leaves --out untouched.
-    images.save_views(views.stage1, args.out / "stage1")
-    images.save_views(views.stage2, args.out / "stage2")
-    print(f"{cfg.name}: {len(views.stage2)} views in {elapsed:.1f} s -> {args.out}/stage1, {args.out}/stage2")
+    mesh = None
+    if recon is not None:
+        from hi3d.engine.recon import reconstruct
+
+        mesh = reconstruct((views.stage2.float() + 1.0) / 2.0, params.elevation, recon, _recon_progress())
+    # A failure above leaves --out as it was; each file below is written atomically.
+    images.save_views(views.stage1, out / "stage1")
+    images.save_views(views.stage2, out / "stage2")
+    print(f"{cfg.name}: {len(views.stage2)} views in {elapsed:.1f} s -> {out}/stage1, {out}/stage2")
     if mesh is not None:
         from hi3d.engine.recon import save_mesh
 
-        save_mesh(mesh, args.out / "mesh.glb")
-        print(f"mesh: {len(mesh.faces)} faces -> {args.out / 'mesh.glb'}")
+        save_mesh(mesh, out / "mesh.glb")
+        print(f"mesh: {len(mesh.faces)} faces -> {out / 'mesh.glb'}")
     return 0
 
 
-def reconstruct_views(views: torch.Tensor, args: argparse.Namespace):
-    """Stage-2 views ([-1, 1]) -> colored mesh, with the reconstruction schedule for the device."""
-    from dataclasses import replace
+def cmd_generate(args: argparse.Namespace) -> int:
+    from hi3d.engine.pipeline import GenerationParams
 
-    from hi3d.engine.recon import recon_preset, reconstruct
+    params = GenerationParams(elevation=args.elevation, seed=args.seed, steps=args.steps)
+    opts = engine_options(args)
+    if args.mesh and args.weights is None:
+        raise InvalidInput("--mesh needs --weights: the weight-free tiny views are noise, not an object "
+                           "(`hi3d demo` shows the reconstruction on a rendered object)")
+    recon = recon_config(args) if args.mesh else None
+    return generate(opts, params, args.image, args.out, args.remove_background, recon)
 
-    name = args.recon_preset or ("gpu" if args.device == "cuda" else "cpu_small")
-    cfg = replace(recon_preset(name), seed=args.seed)
-    return reconstruct((views.float() + 1.0) / 2.0, args.elevation, cfg)
+
+# --- reconstruct / demo ------------------------------------------------------------------
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from hi3d.engine.recon import reconstruct
+    from hi3d.engine.recon.mesh import MESH_FORMATS, save_mesh
+    from hi3d.engine.recon.views import load_views
+
+    if args.out.suffix.lower() not in MESH_FORMATS:
+        raise InvalidInput(f"--out must end in one of {', '.join(MESH_FORMATS)}, got {args.out.name!r}")
+    cfg = recon_config(args)
+    torch.set_num_threads(args.threads)
+    views = load_views(args.views_dir)
+    t0 = time.perf_counter()
+    mesh = reconstruct(views, args.elevation, cfg, _recon_progress(), gaussians_path=args.save_gaussians)
+    save_mesh(mesh, args.out)
+    print(f"wrote {args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces ({time.perf_counter() - t0:.1f} s)")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """No weights: reconstruct a rendered object. With --weights and --image: image -> mesh."""
-    if args.weights is None:
-        from hi3d.engine.recon.cli import run_demo
+    from hi3d.engine.pipeline import GenerationParams
 
-        return run_demo(args)
-    if args.image is None:
-        raise SystemExit("error: demo --weights needs --image IMAGE")
-    gen = make_parser().parse_args(["generate", str(args.image), "--out", str(args.out), "--weights",
-                                    str(args.weights), "--elevation", str(args.elevation), "--seed",
-                                    str(args.seed), "--mesh"])
-    return cmd_generate(gen)
+    if args.weights is not None or args.image is not None:
+        if args.weights is None or args.image is None:
+            raise InvalidInput("demo with real weights needs both --weights DIR and --image IMAGE")
+        params = GenerationParams(elevation=args.elevation, seed=args.seed)
+        opts = EngineOptions(weights=args.weights, device="cuda" if torch.cuda.is_available() else "cpu")
+        return generate(opts, params, args.image, args.out, False, recon_config(args))
+    from hi3d.engine.recon.demo import run_demo
+
+    cfg = recon_config(args)
+    torch.set_num_threads(args.threads)
+    result = run_demo(args.out, cfg, args.elevation, _recon_progress())
+    m = result.metrics
+    print(f"wrote {result.mesh_path} ({m['faces']} faces) in {m['seconds']:.1f} s")
+    print(f"vs ground truth: Chamfer {m['chamfer']:.4f}  volume IoU {m['volume_iou']:.4f} "
+          f"(paper protocol; Hi3D on GSO: 0.0172 / 0.6631)")
+    print(f"in the ground truth's frame: Chamfer {m['chamfer_gt_frame']:.4f}  volume IoU {m['volume_iou_gt_frame']:.4f}")
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------------------
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=Path, help="folder with first_stage.pt, second_stage.pt and ckpts/ (docs/weights.md)")
+    p.add_argument("--preset", choices=list(PRESETS), help="model sizes (default: full with --weights, else tiny)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", choices=list(DTYPES), help="default: fp16 on cuda, fp32 on cpu")
+    p.add_argument("--backend", default="torch", choices=list(BACKENDS),
+                   help="; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values()))
+    p.add_argument("--artifacts", type=Path, default=Path("build"), help="ONNX/TensorRT artifacts (onnxruntime, tensorrt)")
+
+
+def _add_recon_args(p: argparse.ArgumentParser, elevation: float = 0.0, preset_flag: str = "--preset") -> None:
+    p.add_argument("--elevation", type=float, default=elevation, help=f"camera elevation in degrees (default {elevation:g})")
+    p.add_argument(preset_flag, dest="recon_preset", choices=RECON_PRESETS, help="reconstruction schedule "
+                   "(default: gpu with CUDA, else cpu_small)")
+    p.add_argument("--interp", type=int, default=None, metavar="M",
+                   help="extra views rendered from the 3DGS (default 16; 0 skips the 3DGS)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="CPU threads for torch (default 1: the fits' many small ops gain little from more, "
+                        "and lose a lot when the cores are shared)")
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from hi3d.engine.recon.demo import DEMO_ELEVATION
+    from hi3d.engine.recon.mesh import MESH_FORMATS
+    from hi3d.serve_cli import add_client_parser, add_serve_parser
+
     parser = argparse.ArgumentParser(prog="hi3d", description="Hi3D: one image -> 16 orbit views -> textured mesh")
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="image -> 16 views at stage-1 and stage-2 resolution")
+
+    g = sub.add_parser("generate", help="image -> 16 views at stage-1 and stage-2 resolution (and a mesh)")
     g.add_argument("image", type=Path)
     g.add_argument("--out", type=Path, required=True)
-    add_generation_args(g)
+    _add_engine_args(g)
+    g.add_argument("--steps", type=int, help="sampler steps (default: the preset's; 25 for full)")
+    g.add_argument("--remove-background", action="store_true", help="matte the object with rembg first")
+    g.add_argument("--mesh", action="store_true", help="also reconstruct the stage-2 views into OUT/mesh.glb")
+    _add_recon_args(g, preset_flag="--recon-preset")
     g.set_defaults(func=cmd_generate)
-    from hi3d.engine.recon.cli import add_demo_parser, add_reconstruct_parser
 
-    add_reconstruct_parser(sub)
-    d = add_demo_parser(sub)
+    r = sub.add_parser("reconstruct", help="16 orbit views -> colored mesh (3DGS -> NeuS -> marching cubes)")
+    r.add_argument("views_dir", type=Path, help="folder with the 16 views (000.png ... 015.png)")
+    r.add_argument("--out", type=Path, required=True, help=f"output mesh, one of {', '.join(MESH_FORMATS)}")
+    _add_recon_args(r)
+    r.add_argument("--save-gaussians", type=Path, metavar="PLY", help="also write the fitted 3DGS as a standard .ply")
+    r.set_defaults(func=cmd_reconstruct)
+
+    d = sub.add_parser("demo", help="render a toy object in Hi3D's 16 views and reconstruct it (no weights)")
+    d.add_argument("--out", type=Path, required=True, help="output folder (views/, demo.glb, demo_metrics.json)")
+    _add_recon_args(d, elevation=DEMO_ELEVATION)
     d.add_argument("--weights", type=Path, help="with --image: run the whole image -> mesh path on real weights")
     d.add_argument("--image", type=Path, help="the photo to turn into a mesh (with --weights)")
     d.set_defaults(func=cmd_demo)
-    from hi3d.serving.cli import add_client_parser, add_serve_parser
 
     add_serve_parser(sub)
     add_client_parser(sub)
@@ -165,16 +218,16 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = make_parser().parse_args(argv)  # exits 2 itself on a malformed command line
     # transformers warns at import that its (unused) image processors want torchvision
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except InvalidInput as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -46,7 +46,10 @@ def level_table(cfg: HashGridConfig, device: torch.device | str) -> Tensor:  # [
 def _kernel_ops(impl: str) -> tuple[Callable, Callable]:
     """(forward, backward) launchers of a kernel implementation, imported lazily."""
     if impl == "triton":
-        from hi3d.kernels.hashgrid_triton import hashgrid_bwd_triton, hashgrid_fwd_triton
+        from hi3d.kernels.hashgrid_triton import (
+            hashgrid_bwd_triton,
+            hashgrid_fwd_triton,
+        )
 
         return hashgrid_fwd_triton, hashgrid_bwd_triton
     from hi3d.kernels.cuda_loader import hashgrid_bwd_cuda, hashgrid_fwd_cuda

@@ -12,9 +12,9 @@ import torch
 import triton_python_backend_utils as pb_utils
 from torch import Tensor
 
-
-class InvalidInput(ValueError):
-    """A request the caller must fix; becomes an INVALID_ARG error response."""
+from hi3d.engine.errors import (
+    InvalidInput,  # a request the caller must fix: INVALID_ARG
+)
 
 
 class Cancelled(Exception):

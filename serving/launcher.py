@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hi3d.engine.errors import InvalidInput
 from hi3d.serving.server_install import ServerInstall
 
 ADMIN_HEADER = "hi3d-admin-key"
@@ -72,9 +73,9 @@ class TritonServer:
     def __init__(self, repo: Path, install: ServerInstall, ports: Ports, key: str, host: str = "127.0.0.1",
                  log_file: Path | None = None, startup_timeout_s: float = 600.0):
         if not (Path(repo) / "hi3d" / "config.pbtxt").is_file():
-            raise FileNotFoundError(f"{repo}: no model repository here (run `hi3d serve build-repo` first)")
+            raise InvalidInput(f"{repo}: no model repository here (run `hi3d serve build-repo` first)")
         if not key:
-            raise ValueError("an admin key is required (it guards the model-repository and other admin APIs)")
+            raise InvalidInput("an admin key is required (it guards the model-repository and other admin APIs)")
         self.repo, self.install, self.ports, self.key, self.host = Path(repo), install, ports, key, host
         self.log_file = Path(log_file) if log_file else self.repo.parent / f"{self.repo.name}.tritonserver.log"
         self.startup_timeout_s = startup_timeout_s

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hi3d.engine.backends import NETWORK_NAMES as NETWORKS  # torch only: keeps diffusers out of the CLI
+from hi3d.engine.config import NETWORK_NAMES as NETWORKS
 from hi3d.engine.config import Hi3DConfig
+from hi3d.engine.errors import InvalidInput
 
 BATCHED = ("unet1", "unet2")  # the only networks concurrent requests share calls of
 WEIGHTS_FILE = "weights.pt"
@@ -38,11 +39,13 @@ class NetworkIO:
 def network_io(cfg: Hi3DConfig, name: str) -> NetworkIO:
     """Input/output names and dims of one network, in the Runner's argument order, read off
     its export spec so that the repository and the ONNX / TensorRT files cannot disagree."""
-    from hi3d.export.specs import export_specs  # imports diffusers: only when a repository is built or served
+    from hi3d.export.specs import (
+        export_specs,  # imports diffusers: only when a repository is built or served
+    )
 
     specs = export_specs(cfg)
     if name not in specs:
-        raise ValueError(f"unknown network {name!r}; choose one of {NETWORKS}")
+        raise InvalidInput(f"unknown network {name!r}; choose one of {NETWORKS}")
     spec, batched = specs[name], name in BATCHED
 
     def io(t) -> TensorIO:
@@ -57,7 +60,9 @@ def network_io(cfg: Hi3DConfig, name: str) -> NetworkIO:
 
 def load_network(cfg: Hi3DConfig, name: str, weights: Path, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Rebuild `name` and load the state dict build-repo wrote, on `device` in `dtype`."""
-    from hi3d.engine.models import build_network  # imports diffusers: only inside the served model
+    from hi3d.engine.models import (
+        build_network,  # imports diffusers: only inside the served model
+    )
 
     module = build_network(cfg, name)
     module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)

@@ -20,10 +20,19 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hi3d.engine.backends import DTYPES
+from hi3d.engine.backends.tensorrt_backend import BuildEnv
 from hi3d.engine.config import Hi3DConfig, preset
-from hi3d.serving.networks import NETWORKS, TensorIO, network_io
+from hi3d.engine.errors import InvalidInput
+from hi3d.export import artifacts
+from hi3d.export.artifact_dir import ArtifactDir
+from hi3d.export.backends import backend_named
+from hi3d.export.onnx_export import export_key, weights_fingerprint
+from hi3d.export.specs import export_specs
+from hi3d.export.specs import network_config as export_network_config
+from hi3d.export.tensorrt_build import find_engine
+from hi3d.serving.networks import BATCHED, NETWORKS, TensorIO, network_io
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 ENSEMBLES = ("hi3d", "hi3d_stage1")
 MODELS = ("preprocess", *NETWORKS, "stage1", "stage2", *ENSEMBLES)
 MARKER = ".hi3d-repository.json"  # at the root; Triton only looks at folders
@@ -44,20 +53,27 @@ class RepositoryOptions:
     batch_delay_us: int = 5000  # how long a UNet call waits for other requests to join it
     max_image_bytes: int = 32 << 20
     gpu_dtype: str = "fp16"  # torch backend on GPU
-    python_paths: tuple[str, ...] = ()  # prepended to sys.path in every model.py (see README)
+    python_paths: tuple[str, ...] = ()  # prepended to sys.path in every model.py (docs/serving.md)
+    trt_env: BuildEnv | None = None  # tensorrt: the engines' TensorRT and GPU (None: this host's)
 
     def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        backend_named(self.backend)
+        preset(self.preset)
+        if self.weights is not None and not Path(self.weights).is_dir():
+            raise InvalidInput(f"weights: {self.weights} is not a directory")
+        if self.preset == "full" and self.weights is None and backend_named(self.backend).served_as == "python":
+            raise InvalidInput("the full preset needs weights: --weights DIR (the official checkpoints)")
+        if self.gpu_dtype not in DTYPES:
+            raise InvalidInput(f"gpu_dtype must be one of {', '.join(DTYPES)}, got {self.gpu_dtype!r}")
         if self.kind not in ("cpu", "gpu"):
-            raise ValueError(f"kind must be cpu or gpu, got {self.kind!r}")
+            raise InvalidInput(f"kind must be cpu or gpu, got {self.kind!r}")
         if self.max_batch < 2:
-            raise ValueError(f"max_batch must be >= 2 (one request's CFG pair), got {self.max_batch}")
+            raise InvalidInput(f"max_batch must be >= 2 (one request's CFG pair), got {self.max_batch}")
         for model, count in self.instances:
             if model not in MODELS or model in ENSEMBLES:
-                raise ValueError(f"instances: unknown model {model!r}; choose from {MODELS[:-2]}")
+                raise InvalidInput(f"instances: unknown model {model!r}; choose from {MODELS[:-2]}")
             if count < 1:
-                raise ValueError(f"instances: {model} needs at least 1 instance, got {count}")
+                raise InvalidInput(f"instances: {model} needs at least 1 instance, got {count}")
 
 
 # --- config.pbtxt text ---------------------------------------------------------------------
@@ -88,10 +104,11 @@ def _instances(opts: RepositoryOptions, model: str, on_gpu: bool) -> str:
 
 def network_config(cfg: Hi3DConfig, opts: RepositoryOptions, name: str) -> str:
     io = network_io(cfg, name)
-    if opts.backend == "torch":
+    served_as = backend_named(opts.backend).served_as
+    if served_as == "python":
         head = f"name: \"{name}\"\nbackend: \"python\"\n"
     else:
-        head = f"name: \"{name}\"\nplatform: \"{'onnxruntime_onnx' if opts.backend == 'onnxruntime' else 'tensorrt_plan'}\"\n"
+        head = f"name: \"{name}\"\nplatform: \"{served_as}\"\n"
     text = head + f"max_batch_size: {opts.max_batch if io.batched else 0}\n"
     text += _io_block("input", [_tensor(t) for t in io.inputs]) + _io_block("output", [_tensor(t) for t in io.outputs])
     if io.batched:
@@ -101,8 +118,8 @@ def network_config(cfg: Hi3DConfig, opts: RepositoryOptions, name: str) -> str:
             text += f"  preferred_batch_size: {_dims(tuple(preferred))}\n"
         text += f"  max_queue_delay_microseconds: {opts.batch_delay_us}\n}}\n"
     text += _instances(opts, name, opts.kind == "gpu")
-    if opts.backend == "torch":
-        text += _parameters({"preset": cfg.name, "network": name, "gpu_dtype": opts.gpu_dtype})
+    if served_as == "python":
+        text += _parameters({"preset": cfg.name, "network": name, "gpu_dtype": opts.gpu_dtype, "backend": opts.backend})
     return text
 
 
@@ -178,32 +195,88 @@ def _model_py(source: str, python_paths: tuple[str, ...]) -> str:
     return header + body
 
 
-def _network_files(cfg: Hi3DConfig, opts: RepositoryOptions, version: Path, name: str, modules: dict | None) -> None:
-    if opts.backend == "torch":
+def _export_hint(cfg: Hi3DConfig, opts: RepositoryOptions, engines: bool) -> str:
+    weights = f" --weights {opts.weights}" if opts.weights else ""
+    return (f"python export/build_engines.py --preset {cfg.name}{weights} --out {opts.artifacts}"
+            + (" --engines" if engines else " --onnx-only"))
+
+
+def _checked_onnx(cfg: Hi3DConfig, opts: RepositoryOptions, name: str, specs: dict, weights_id: str) -> Path:
+    """The exported graph of `name` for this configuration and these weights, vouched for by
+    its sidecar's key and hashes (never a file built for something else)."""
+    path = ArtifactDir(opts.artifacts, cfg).onnx_path(name)
+    verdict = artifacts.verify(path, export_key(specs[name], export_network_config(cfg, name), weights_id))
+    if not verdict.ok:
+        raise InvalidInput(f"{path}: no usable ONNX export of {name} ({verdict.reason}); run "
+                           f"`{_export_hint(cfg, opts, engines=False)}` or pass --artifacts")
+    return path
+
+
+def _network_files(cfg: Hi3DConfig, opts: RepositoryOptions, version: Path, name: str, modules: dict | None,
+                   trt_env: BuildEnv | None) -> None:
+    served_as = backend_named(opts.backend).served_as
+    if served_as == "python":
         import torch
 
         torch.save(modules[name].state_dict(), version / "weights.pt")
         (version / "model.py").write_text(_model_py("network", opts.python_paths))
-    elif opts.backend == "onnxruntime":
-        onnx = opts.artifacts / cfg.name / "onnx" / f"{name}.onnx"
-        if not onnx.is_file():
-            raise FileNotFoundError(f"{onnx}: no ONNX export of {name}; run `hi3d export` first or pass --artifacts")
+        return
+    specs = export_specs(cfg)
+    onnx = _checked_onnx(cfg, opts, name, specs, weights_fingerprint(opts.weights, cfg))
+    if served_as == "onnxruntime_onnx":
         shutil.copy2(onnx, version / "model.onnx")
-        for data in onnx.parent.glob(f"{name}.onnx.data*"):  # external weights keep the name the graph refers to
-            shutil.copy2(data, version / data.name)
-    else:
-        plans = sorted((opts.artifacts / cfg.name / "engines").glob(f"{name}.*.plan"), key=lambda p: p.stat().st_mtime)
-        if not plans:
-            raise FileNotFoundError(f"{opts.artifacts / cfg.name / 'engines'}: no TensorRT plan of {name}; build engines first")
-        shutil.copy2(plans[-1], version / "model.plan")
+        for data in artifacts.read_sidecar(onnx)["files"]:  # external weights keep the name the graph refers to
+            if data != onnx.name:
+                shutil.copy2(onnx.parent / data, version / data)
+        return
+    plan, _, _, verdict = find_engine(specs[name], onnx, ArtifactDir(opts.artifacts, cfg).engines_dir,
+                                      engine_precision(opts.gpu_dtype), trt_env)
+    if not verdict.ok:
+        raise InvalidInput(f"no usable TensorRT engine of {name} for {engine_precision(opts.gpu_dtype)} on "
+                           f"{trt_env.gpu_name} with TensorRT {trt_env.tensorrt_version} ({plan.name}: "
+                           f"{verdict.reason}); build it with `{_export_hint(cfg, opts, engines=True)}`")
+    shutil.copy2(plan, version / "model.plan")
+
+
+def engine_precision(dtype: str) -> str:
+    """The engine precision a compute dtype asks for (TensorRT has no bf16 builds here)."""
+    return "fp32" if dtype == "fp32" else "fp16"
+
+
+def _trt_env(opts: RepositoryOptions) -> BuildEnv:
+    """The TensorRT version and GPU of this host: a plan only runs where it was built."""
+    if opts.trt_env is not None:
+        return opts.trt_env
+    from hi3d.engine.backends.tensorrt_backend import current_env, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        raise InvalidInput(f"a TensorRT repository is built on the GPU host that serves it, and {reason}")
+    return current_env()
+
+
+def _check_batch_limit(cfg: Hi3DConfig, opts: RepositoryOptions) -> None:
+    """Triton may hand a batched model up to max_batch rows: exported files take at most
+    their profile's maximum batch."""
+    if backend_named(opts.backend).served_as == "python":
+        return
+    specs = export_specs(cfg)
+    for name in BATCHED:
+        limit = specs[name].dim_ranges["B"].max
+        if opts.max_batch > limit:
+            raise InvalidInput(f"--max-batch {opts.max_batch} exceeds the {limit} rows that the exported "
+                               f"{name} takes (its export profile's maximum batch)")
 
 
 def _write(repo: Path, cfg: Hi3DConfig, opts: RepositoryOptions) -> None:
-    modules = None
-    if opts.backend == "torch":
+    modules, trt_env = None, None
+    _check_batch_limit(cfg, opts)
+    if backend_named(opts.backend).served_as == "python":
         from hi3d.engine.backends.torch_backend import load_modules
 
         modules = load_modules(cfg, opts.weights)
+    elif backend_named(opts.backend).served_as == "tensorrt_plan":
+        trt_env = _trt_env(opts)
     configs = {**{n: network_config(cfg, opts, n) for n in NETWORKS}, **stage_configs(cfg, opts), **ensemble_configs(cfg)}
     sources = {"preprocess": "preprocess", "stage1": "sampler", "stage2": "sampler"}
     for name, text in configs.items():
@@ -211,7 +284,7 @@ def _write(repo: Path, cfg: Hi3DConfig, opts: RepositoryOptions) -> None:
         version.mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(text)
         if name in NETWORKS:
-            _network_files(cfg, opts, version, name, modules)
+            _network_files(cfg, opts, version, name, modules, trt_env)
         elif name in sources:
             (version / "model.py").write_text(_model_py(sources[name], opts.python_paths))
     record = {"models": list(configs), "preset": cfg.name, **asdict(opts)}
@@ -224,7 +297,7 @@ def build_repository(out: Path, opts: RepositoryOptions) -> list[str]:
     cfg = preset(opts.preset)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise FileExistsError(f"{out} exists and is not a repository written by build-repo; choose another --out")
+        raise InvalidInput(f"{out} exists and is not a repository written by build-repo; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
@@ -247,7 +320,7 @@ def read_record(repo: Path) -> dict:
     """What build-repo recorded about a repository (models, options)."""
     marker = Path(repo) / MARKER
     if not marker.is_file():
-        raise FileNotFoundError(f"{repo}: not a model repository written by `hi3d serve build-repo`")
+        raise InvalidInput(f"{repo}: not a model repository written by `hi3d serve build-repo`")
     return json.loads(marker.read_text())
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hi3d.engine.errors import InvalidInput
+
 PYTRITON_HINT = "pip install --no-deps nvidia-pytriton==0.7.0"
 
 
@@ -91,13 +93,13 @@ def prepare(cache: Path, binary: Path | None = None) -> ServerInstall:
     cache = Path(cache)
     if binary is not None:
         if not Path(binary).is_file():
-            raise FileNotFoundError(f"{binary}: no such tritonserver binary")
+            raise InvalidInput(f"{binary}: no such tritonserver binary")
         return ServerInstall(Path(binary), None, (), None)
     root = _pytriton_root()
     if root is None:
         found = shutil.which("tritonserver")
         if found is None:
-            raise FileNotFoundError(f"no tritonserver found: {PYTRITON_HINT}, or run NVIDIA's tritonserver container")
+            raise InvalidInput(f"no tritonserver found: {PYTRITON_HINT}, or run NVIDIA's tritonserver container")
         return ServerInstall(Path(found), None, (), None)
     cache.mkdir(parents=True, exist_ok=True)
     backends = _prepare_backend(root, cache)

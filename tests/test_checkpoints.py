@@ -11,7 +11,14 @@ import torch
 from checkpoint_fixtures import read_manifest
 
 from hi3d.engine.checkpoints import CheckpointError, load_from
-from hi3d.engine.checkpoints.official import AESTHETIC_MLP, MIDAS, OPEN_CLIP, OPENAI_VIT_L, STAGE1, STAGE2
+from hi3d.engine.checkpoints.official import (
+    AESTHETIC_MLP,
+    MIDAS,
+    OPEN_CLIP,
+    OPENAI_VIT_L,
+    STAGE1,
+    STAGE2,
+)
 from hi3d.engine.config import full
 from hi3d.engine.models import build_networks
 

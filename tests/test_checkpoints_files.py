@@ -9,8 +9,18 @@ from checkpoint_fixtures import FIXTURES, read_manifest, seeded_state_dict
 from safetensors.torch import save_file
 from torch import nn
 
-from hi3d.engine.checkpoints import CheckpointError, load_official_weights, read_state_dict
-from hi3d.engine.checkpoints.official import AESTHETIC_MLP, MIDAS, OPENAI_VIT_L, STAGE1, STAGE2
+from hi3d.engine.checkpoints import (
+    CheckpointError,
+    load_official_weights,
+    read_state_dict,
+)
+from hi3d.engine.checkpoints.official import (
+    AESTHETIC_MLP,
+    MIDAS,
+    OPENAI_VIT_L,
+    STAGE1,
+    STAGE2,
+)
 from hi3d.engine.config import tiny
 from hi3d.engine.models import build_networks
 

@@ -14,7 +14,11 @@ from checkpoint_fixtures import FIXTURES, seeded_state_dict
 from hi3d.engine.checkpoints.keymap import convert, fill
 from hi3d.engine.checkpoints.midas import dpt_keymap
 from hi3d.engine.checkpoints.openclip import clip_keymap
-from hi3d.engine.checkpoints.sgm import unet_keymap, vae_decoder_keymap, vae_encoder_keymap
+from hi3d.engine.checkpoints.sgm import (
+    unet_keymap,
+    vae_decoder_keymap,
+    vae_encoder_keymap,
+)
 from hi3d.engine.config import tiny
 from hi3d.engine.models.clip import CLIPImageTower
 from hi3d.engine.models.depth import DepthModel

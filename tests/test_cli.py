@@ -31,19 +31,6 @@ def test_generate_writes_views_and_contact_sheet(rgba_png, tmp_path):
         assert (tmp_path / "out" / stage / "contact_sheet.png").is_file()
 
 
-@pytest.mark.parametrize("extra,match", [
-    (["--elevation", "120"], "elevation"),
-    (["--steps", "0"], "steps"),
-    (["--preset", "full"], "--weights"),
-    (["--weights", "/nonexistent/dir"], "no such directory"),
-])
-def test_bad_arguments_fail_without_writing(rgba_png, tmp_path, extra, match):
-    r = _hi3d("generate", rgba_png, "--out", tmp_path / "out", *extra)
-    assert r.returncode != 0
-    assert match in r.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_non_image_and_missing_files(tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hi3d.engine import conditioning as cond
-from hi3d.engine.models.unet import Hi3DUNet
 from hi3d.engine.config import tiny
+from hi3d.engine.models.unet import Hi3DUNet
 
 
 def _sgm_emb(t: float, dim: int) -> np.ndarray:
@@ -75,3 +75,13 @@ def test_aesthetic_crop_is_the_official_window_at_224():
 def test_depth_input_size_matches_official_formula():
     assert cond.depth_input_size(1024, 2.6666) == 384
     assert cond.depth_input_size(128, 2.6666) == 32
+
+
+@pytest.mark.parametrize("shape,size", [((1, 3, 512, 512), 224), ((2, 3, 64, 48), 28), ((1, 3, 20, 20), 28)])
+def test_antialiased_resize_matches_diffusers_transcription_of_kornia(shape, size):
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ours = cond.resize_antialiased(x, (size, size))
+    assert ours.shape == (shape[0], 3, size, size)
+    torch.testing.assert_close(ours, _resize_with_antialiasing(x, (size, size)), atol=1e-6, rtol=0)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from hi3d.engine.errors import InvalidInput
 from hi3d.engine.pipeline import GenerationParams
 
 
@@ -39,14 +40,16 @@ def test_seed_and_elevation_change_stage1(tiny_pipeline, tiny_cfg, views):
     assert not torch.allclose(other_elev, views.stage1, atol=1e-6)
 
 
-@pytest.mark.parametrize("params,match", [
-    (GenerationParams(elevation=91.0), "elevation"),
-    (GenerationParams(steps=0), "steps"),
-    (GenerationParams(seed=-1), "seed"),
+@pytest.mark.parametrize("kwargs,match", [
+    ({"elevation": 91.0}, "elevation"),
+    ({"elevation": float("nan")}, "elevation"),
+    ({"steps": 0}, "steps"),
+    ({"steps": 201}, "steps"),
+    ({"seed": -1}, "seed"),
 ])
-def test_bad_parameters(tiny_pipeline, tiny_cfg, params, match):
-    with pytest.raises(ValueError, match=match):
-        tiny_pipeline(*_inputs(tiny_cfg), params)
+def test_bad_parameters_are_refused_on_construction(kwargs, match):
+    with pytest.raises(InvalidInput, match=match):
+        GenerationParams(**kwargs)
 
 
 def test_wrong_image_size(tiny_pipeline, tiny_cfg):

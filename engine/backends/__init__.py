@@ -3,6 +3,8 @@
 A backend turns a configuration (and optionally official weights) into `Networks`: one
 `Runner` per network. A runner is a callable from tensors to tensors; the pipeline only
 calls runners and never learns whether torch, ONNX Runtime or TensorRT is behind them.
+The runners live here; the registry that picks one by name is `hi3d.export.backends`
+(above this layer, because two backends run exported files).
 """
 from __future__ import annotations
 
@@ -12,7 +14,15 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-NETWORK_NAMES = ("clip", "aesthetic", "vae_encoder", "vae_decoder", "unet1", "unet2", "depth")
+from hi3d.engine.config import NETWORK_NAMES
+
+# The compute dtypes a user may name (CLI, bench, serving): the one table of them.
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def default_dtype(device: torch.device) -> str:
+    """fp16 on CUDA (what the targets are set for), fp32 on CPU (where half is slow)."""
+    return "fp16" if torch.device(device).type == "cuda" else "fp32"
 
 
 class Runner(Protocol):
@@ -44,6 +54,3 @@ class Networks:
 
     def runners(self) -> dict[str, Runner]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in NETWORK_NAMES}
-
-
-BACKENDS = ("torch", "compiled", "onnxruntime", "tensorrt")

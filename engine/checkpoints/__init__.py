@@ -5,6 +5,11 @@
 """
 from hi3d.engine.checkpoints.errors import CheckpointError
 from hi3d.engine.checkpoints.files import read_state_dict
-from hi3d.engine.checkpoints.official import LAYOUT, load_from, load_official_weights, plan
+from hi3d.engine.checkpoints.official import (
+    LAYOUT,
+    load_from,
+    load_official_weights,
+    plan,
+)
 
 __all__ = ["CheckpointError", "LAYOUT", "load_from", "load_official_weights", "plan", "read_state_dict"]

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hi3d.engine.errors import InvalidInput
+
 SHOWN = 20  # keys listed per category; counts are always complete
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InvalidInput):
     """An official file is missing, unreadable, or does not fit our networks."""
 
 

@@ -22,7 +22,11 @@ from hi3d.engine.checkpoints.files import read_state_dict
 from hi3d.engine.checkpoints.keymap import KeyMap, convert, fill
 from hi3d.engine.checkpoints.midas import dpt_keymap
 from hi3d.engine.checkpoints.openclip import aesthetic_mlp_keymap, clip_keymap
-from hi3d.engine.checkpoints.sgm import unet_keymap, vae_decoder_keymap, vae_encoder_keymap
+from hi3d.engine.checkpoints.sgm import (
+    unet_keymap,
+    vae_decoder_keymap,
+    vae_encoder_keymap,
+)
 from hi3d.engine.config import Hi3DConfig
 
 STAGE1 = "first_stage.pt"

@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hi3d.engine.backends import NETWORK_NAMES
-from hi3d.engine.config import Hi3DConfig
+from hi3d.engine.config import NETWORK_NAMES, Hi3DConfig
 from hi3d.engine.models.aesthetic import AestheticScorer
 from hi3d.engine.models.clip import CLIPImageTower
 from hi3d.engine.models.depth import DepthModel

@@ -18,7 +18,12 @@ from hi3d.engine.recon.config import PRESETS, ReconConfig, recon_preset
 from hi3d.engine.recon.gaussians import fit_gaussians, render_views, save_gaussians_ply
 from hi3d.engine.recon.mesh import Mesh, extract_mesh, load_mesh, save_mesh
 from hi3d.engine.recon.neus import field_functions, fit_neus
-from hi3d.engine.recon.views import check_views, foreground_masks, load_views, resize_views
+from hi3d.engine.recon.views import (
+    check_views,
+    foreground_masks,
+    load_views,
+    resize_views,
+)
 
 __all__ = ["reconstruct", "save_mesh", "load_mesh", "load_views", "Mesh", "ReconConfig", "recon_preset", "PRESETS"]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from hi3d.engine.errors import InvalidInput
+
 
 @dataclass(frozen=True)
 class GaussianFitConfig:
@@ -96,7 +98,22 @@ def recon_preset(name: str) -> ReconConfig:
                 rays_per_step=8192, samples_per_ray=96, eikonal_points=8192,
             ),
         )
-    raise ValueError(f"unknown reconstruction preset {name!r}; choose one of {PRESETS}")
+    raise InvalidInput(f"unknown reconstruction preset {name!r}; choose one of {PRESETS}")
 
 
 PRESETS = ("cpu_small", "test", "gpu")
+
+
+def recon_options(preset: str | None = None, seed: int = 0, num_interp: int | None = None,
+                  cuda_available: bool = False) -> ReconConfig:
+    """The preset a user named (default: gpu with CUDA, else cpu_small) with their seed and
+    M, checked once: the one way every entry point turns choices into a ReconConfig."""
+    name = preset or ("gpu" if cuda_available else "cpu_small")
+    cfg = replace(recon_preset(name), seed=seed)
+    if num_interp is not None:
+        if num_interp < 0:
+            raise InvalidInput(f"interp (M, the interpolated views) must be >= 0, got {num_interp}")
+        cfg = replace(cfg, num_interp=num_interp)
+    if cfg.device.startswith("cuda") and not cuda_available:
+        raise InvalidInput(f"reconstruction preset {name!r} needs a CUDA device; use cpu_small")
+    return cfg

@@ -26,8 +26,9 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from hi3d.engine.cameras import Cameras
-from hi3d.engine.recon.config import GaussianFitConfig
+from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write
+from hi3d.engine.recon.config import GaussianFitConfig
 from hi3d.kernels.gaussians import rasterize
 
 Progress = Callable[[str, int, int, float], None]
@@ -85,7 +86,7 @@ def init_gaussians(
         inside &= in_image & (masks[i, px[:, 1], px[:, 0]] > 0.5)
         color_sum += images[i, px[:, 1], px[:, 0]]
     if int(inside.sum()) < 4:
-        raise ValueError("the views' foreground masks do not agree on any point of the unit sphere: "
+        raise InvalidInput("the views' foreground masks do not agree on any point of the unit sphere: "
                          "check the elevation and that the object is centred on a white background")
     x, rgb = x[inside][: cfg.num_init], (color_sum[inside] / len(cameras))[: cfg.num_init]
     k = min(4, len(x))

@@ -10,6 +10,7 @@ import numpy as np
 import trimesh
 from skimage.measure import marching_cubes
 
+from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write
 from hi3d.engine.recon.mesh_render import vertex_normals
 
@@ -50,7 +51,7 @@ def extract_mesh(
     sdf = sdf.reshape(resolution, resolution, resolution)
     sdf[[0, -1]] = sdf[:, [0, -1]] = sdf[:, :, [0, -1]] = np.abs(sdf).max() + 1.0
     if not (sdf.min() < 0.0 < sdf.max()):
-        raise ValueError("the SDF has no zero crossing inside the bounds: nothing to extract")
+        raise InvalidInput("the SDF has no zero crossing inside the bounds: nothing to extract")
     h = 2.0 * bound / (resolution - 1)
     verts, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(h, h, h))
     verts = (verts - bound).astype(np.float32)
@@ -87,7 +88,7 @@ def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_FORMATS:
-        raise ValueError(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_FORMATS}")
+        raise InvalidInput(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_FORMATS}")
     data = mesh.to_trimesh().export(file_type=suffix[1:])
     atomic_write(path, data if isinstance(data, bytes) else data.encode())
     return path

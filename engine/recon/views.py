@@ -17,6 +17,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from hi3d.engine.cameras import HI3D_NUM_VIEWS
+from hi3d.engine.errors import InvalidInput
 
 WHITE_THRESHOLD = 0.9  # a pixel whose channels are all above this counts as white
 MIN_WHITE_BORDER = 0.9  # share of border pixels that must be white
@@ -24,16 +25,20 @@ BACKGROUND_TOLERANCE = 0.1  # background = near-white (all channels > 1 - this),
 
 
 def load_views(folder: str | os.PathLike, num_views: int = HI3D_NUM_VIEWS) -> Tensor:  # [V, 3, H, W]
-    """Read the images of `folder` in sorted name order (000.png ... 015.png).
-
-    RGBA images are composited on white. Every non-hidden file must be an image.
+    """Read the views of `folder`, named by their orbit index (000.png ... 015.png, or
+    0.png ... 15.png), in numeric order: 2.png comes before 10.png. Other files, such as
+    the contact_sheet.png that `hi3d generate` writes beside them, are not views.
+    RGBA images are composited on white.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"views folder {folder} does not exist or is not a directory")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    if len(files) != num_views:
-        raise ValueError(f"expected {num_views} view images in {folder}, found {len(files)} files")
+        raise InvalidInput(f"views folder {folder} does not exist or is not a directory")
+    numbered = [p for p in folder.iterdir() if p.is_file() and p.stem.isdigit() and not p.name.startswith(".")]
+    files = sorted(numbered, key=lambda p: int(p.stem))
+    if [int(p.stem) for p in files] != list(range(num_views)):
+        found = ", ".join(p.name for p in files[:20]) or "none"
+        raise InvalidInput(f"expected {num_views} views named 0..{num_views - 1} (e.g. 000.png ... "
+                           f"{num_views - 1:03d}.png) in {folder}, found: {found}")
     views = []
     for path in files:
         try:
@@ -41,34 +46,34 @@ def load_views(folder: str | os.PathLike, num_views: int = HI3D_NUM_VIEWS) -> Te
                 im.load()
                 rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0
         except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{path} is not a readable image: {e}") from e
+            raise InvalidInput(f"{path} is not a readable image: {e}") from e
         rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
         views.append(torch.from_numpy(rgb).permute(2, 0, 1))
     sizes = {tuple(v.shape[1:]) for v in views}
     if len(sizes) != 1:
-        raise ValueError(f"view images in {folder} have different sizes: {sorted(sizes)}")
+        raise InvalidInput(f"view images in {folder} have different sizes: {sorted(sizes)}")
     return torch.stack(views)
 
 
 def check_views(views: Tensor, num_views: int = HI3D_NUM_VIEWS) -> None:
     if not isinstance(views, Tensor) or views.dim() != 4 or views.shape[1] != 3:
         shape = list(views.shape) if isinstance(views, Tensor) else type(views).__name__
-        raise ValueError(f"views must be a tensor [V, 3, H, W], got {shape}")
+        raise InvalidInput(f"views must be a tensor [V, 3, H, W], got {shape}")
     if views.shape[0] != num_views:
-        raise ValueError(f"Hi3D reconstruction needs {num_views} orbit views, got {views.shape[0]}")
+        raise InvalidInput(f"Hi3D reconstruction needs {num_views} orbit views, got {views.shape[0]}")
     if views.shape[2] != views.shape[3]:
-        raise ValueError(f"views must be square, got {views.shape[2]}x{views.shape[3]}")
+        raise InvalidInput(f"views must be square, got {views.shape[2]}x{views.shape[3]}")
     if views.shape[2] < 16:
-        raise ValueError(f"views are too small ({views.shape[2]} px); use at least 16 px")
+        raise InvalidInput(f"views are too small ({views.shape[2]} px); use at least 16 px")
     lo, hi = float(views.min()), float(views.max())
     if lo < -1e-3 or hi > 1.0 + 1e-3:
         hint = " (for [-1, 1] frames pass (views + 1) / 2)" if lo >= -1.0 - 1e-3 else ""
-        raise ValueError(f"views must have values in [0, 1], got [{lo:.3f}, {hi:.3f}]{hint}")
+        raise InvalidInput(f"views must have values in [0, 1], got [{lo:.3f}, {hi:.3f}]{hint}")
     for i, v in enumerate(views):
         border = torch.cat([v[:, 0], v[:, -1], v[:, :, 0], v[:, :, -1]], 1)  # [3, 4 * S]
         white = (border > WHITE_THRESHOLD).all(0).float().mean()
         if white < MIN_WHITE_BORDER:
-            raise ValueError(
+            raise InvalidInput(
                 f"view {i} does not have a white background ({100 * float(white):.0f}% of its border "
                 f"pixels are white, need {100 * MIN_WHITE_BORDER:.0f}%): remove the background first"
             )

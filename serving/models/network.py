@@ -6,12 +6,11 @@ from pathlib import Path
 import torch
 import triton_python_backend_utils as pb_utils
 
+from hi3d.engine.backends import DTYPES
 from hi3d.engine.backends.torch_backend import TorchRunner
 from hi3d.engine.config import preset
 from hi3d.serving import bls
 from hi3d.serving.networks import WEIGHTS_FILE, load_network, network_io
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TritonPythonModel:
@@ -23,7 +22,8 @@ class TritonPythonModel:
         self.device = bls.device_of(args)
         dtype = DTYPES[params["gpu_dtype"]] if self.device.type == "cuda" else torch.float32
         weights = Path(args["model_repository"]) / args["model_version"] / WEIGHTS_FILE
-        self.runner = TorchRunner(load_network(cfg, name, weights, self.device, dtype), dtype)
+        compile = params.get("backend") == "compiled"
+        self.runner = TorchRunner(load_network(cfg, name, weights, self.device, dtype), dtype, compile=compile)
 
     def execute(self, requests):
         try:

@@ -21,10 +21,7 @@ class TritonPythonModel:
         raw = raw.encode() if isinstance(raw, str) else bytes(raw)
         if len(raw) > self.max_bytes:
             raise bls.InvalidInput(f"image is {len(raw)} bytes: more than the {self.max_bytes} this server accepts")
-        try:
-            rgb = images.on_white(images.decode_image(raw))
-        except images.ImageError as e:
-            raise bls.InvalidInput(str(e)) from None
+        rgb = images.on_white(images.decode_image(raw))  # InvalidInput if it is no usable image
         return [bls.output("image1", images.square_crop(rgb, self.cfg.stage1.resolution)),
                 bls.output("image2", images.square_crop(rgb, self.cfg.stage2.resolution))]
 

@@ -12,7 +12,12 @@ from hi3d.engine.models import build_networks
 from hi3d.export import artifacts
 from hi3d.export.onnx_export import ensure_onnx, export_key, weights_fingerprint
 from hi3d.export.specs import Dim, export_specs, network_config
-from hi3d.export.tensorrt_build import engine_path, ensure_engine, profile_from_onnx, timing_cache_path
+from hi3d.export.tensorrt_build import (
+    engine_path,
+    ensure_engine,
+    profile_from_onnx,
+    timing_cache_path,
+)
 
 H100 = BuildEnv("10.9.0.34", "NVIDIA H100 80GB HBM3")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from hi3d.engine.backends import NETWORK_NAMES
+from hi3d.engine.config import NETWORK_NAMES
 from hi3d.export.build_engines import main
 
 REPO = Path(__file__).resolve().parents[2]

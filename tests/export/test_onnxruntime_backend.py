@@ -2,15 +2,15 @@
 import pytest
 import torch
 
-from hi3d.engine.backends.factory import make_networks
 from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.export.backends import NetworkRequest, make_networks
 from hi3d.export.specs import export_specs
 
 
 @pytest.fixture(scope="module")
 def ort_networks(tiny_build, tiny_cfg):
     out, _ = tiny_build
-    return make_networks("onnxruntime", tiny_cfg, None, torch.device("cpu"), torch.float32, out)
+    return make_networks("onnxruntime", NetworkRequest(tiny_cfg, torch.device("cpu"), torch.float32, artifacts=out))
 
 
 def test_runners_match_torch_signatures(ort_networks, tiny_pipeline, tiny_cfg):

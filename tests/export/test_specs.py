@@ -2,9 +2,8 @@
 import pytest
 import torch
 
-from hi3d.engine.backends import NETWORK_NAMES
 from hi3d.engine.conditioning import depth_input_size
-from hi3d.engine.config import full, tiny
+from hi3d.engine.config import NETWORK_NAMES, full, tiny
 from hi3d.export.specs import MAX_BATCH, export_specs, network_config
 
 

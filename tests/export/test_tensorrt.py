@@ -12,10 +12,11 @@ def trt_networks(tiny_build, tiny_cfg):
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    from hi3d.engine.backends.factory import make_networks
+    from hi3d.export.backends import NetworkRequest, make_networks
 
     out, _ = tiny_build
-    return make_networks("tensorrt", tiny_cfg, None, torch.device("cuda"), torch.float16, out, cuda_graphs=True)
+    return make_networks("tensorrt", NetworkRequest(tiny_cfg, torch.device("cuda"), torch.float16, artifacts=out,
+                                                    cuda_graphs=True))
 
 
 def test_fp16_engines_match_torch(trt_networks, tiny_cfg):

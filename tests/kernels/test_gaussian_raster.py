@@ -7,8 +7,8 @@ import torch
 
 from hi3d.kernels import gaussians_ref as ref
 from hi3d.kernels.gaussians import rasterize
-from tests.kernels.gaussian_scenes import intrinsics, look_at_viewmat, random_scene
 from hi3d.kernels.triton_interpret import interpreted as interpret_triton
+from tests.kernels.gaussian_scenes import intrinsics, look_at_viewmat, random_scene
 
 gsplat_impl = pytest.importorskip("gsplat.cuda._torch_impl")
 

@@ -12,7 +12,6 @@ from hi3d.kernels.hashgrid import HashGrid, HashGridConfig, hashgrid_encode
 from hi3d.kernels.hashgrid_ref import hashgrid_encode_ref, spatial_hash
 from hi3d.kernels.triton_interpret import interpreted
 
-
 # 4 levels at resolutions 4, 8, 16, 32 with 2**10 rows: levels 0-1 dense, 2-3 hashed.
 SMALL = HashGridConfig(n_levels=4, n_features_per_level=2, log2_hashmap_size=10,
                        base_resolution=4, max_resolution=32)

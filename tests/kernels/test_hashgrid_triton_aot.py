@@ -13,7 +13,6 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 
-
 @pytest.fixture(scope="module")
 def compiled_module():
     if os.environ.get("TRITON_INTERPRET") == "1":

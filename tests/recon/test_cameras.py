@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from hi3d.engine.cameras import HI3D_FOV_DEG, hi3d_cameras, interpolated_azimuths, look_at, orbit_cameras
+from hi3d.engine.cameras import (
+    HI3D_FOV_DEG,
+    hi3d_cameras,
+    interpolated_azimuths,
+    look_at,
+    orbit_cameras,
+)
 
 
 def _project(cams, i, x):  # world points [N, 3] -> pixels [N, 2], depth [N]

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import trimesh
 
-from hi3d.engine.recon.mesh import Mesh, clean_mesh, extract_mesh, load_mesh, save_mesh, signed_volume
+from hi3d.engine.recon.mesh import (
+    Mesh,
+    clean_mesh,
+    extract_mesh,
+    load_mesh,
+    save_mesh,
+    signed_volume,
+)
 from hi3d.engine.recon.shapes import SHAPES
 
 

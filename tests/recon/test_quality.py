@@ -7,7 +7,13 @@ import pytest
 from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.recon.mesh import Mesh
 from hi3d.engine.recon.mesh_render import AMBIENT, LIGHT_DIR, render_mesh
-from hi3d.engine.recon.quality import IOU_HALF_EXTENT, chamfer_distance, normalize, occupancy, volume_iou
+from hi3d.engine.recon.quality import (
+    IOU_HALF_EXTENT,
+    chamfer_distance,
+    normalize,
+    occupancy,
+    volume_iou,
+)
 from hi3d.engine.recon.shapes import SHAPES
 
 

@@ -7,7 +7,12 @@ import torch
 
 from hi3d.engine.cameras import hi3d_cameras, interpolated_azimuths, orbit_cameras
 from hi3d.engine.recon import recon_preset, reconstruct, save_mesh
-from hi3d.engine.recon.gaussians import fit_gaussians, init_gaussians, render_views, save_gaussians_ply
+from hi3d.engine.recon.gaussians import (
+    fit_gaussians,
+    init_gaussians,
+    render_views,
+    save_gaussians_ply,
+)
 from hi3d.engine.recon.mesh import load_mesh
 from hi3d.engine.recon.mesh_render import render_mesh
 from hi3d.engine.recon.quality import chamfer_distance, volume_iou

@@ -1,12 +1,11 @@
 """Input views: loading, validation and bad input (clear errors, nothing written)."""
-import argparse
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hi3d.engine.recon.cli import add_reconstruct_parser
+from hi3d.cli import main as hi3d_main
 from hi3d.engine.recon.views import check_views, foreground_masks, load_views
 
 
@@ -25,6 +24,19 @@ def test_load_composites_rgba_on_white(tmp_path, sphere_views):
     expected = torch.from_numpy(transparent[..., :3] * transparent[..., 3:] + 1 - transparent[..., 3:])
     assert torch.allclose(views, expected.permute(0, 3, 1, 2), atol=1 / 255 + 1e-6)
     check_views(views)
+
+
+def test_views_are_read_in_orbit_order_and_other_files_ignored(tmp_path, sphere_views):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for i in range(16):  # unpadded names: a name sort would read 0, 1, 10, 11, ...
+        Image.new("RGB", (32, 32), (i * 10, 0, 0)).save(folder / f"{i}.png")
+    Image.new("RGB", (64, 64)).save(folder / "contact_sheet.png")  # written by `hi3d generate`
+    reds = (load_views(folder)[:, 0, 0, 0] * 255).round().tolist()
+    assert reds == [i * 10 for i in range(16)]
+    (folder / "7.png").unlink()
+    with pytest.raises(ValueError, match="expected 16 views named 0..15"):
+        load_views(folder)
 
 
 def test_foreground_masks_match_alpha_and_keep_enclosed_white(sphere_views):
@@ -54,19 +66,13 @@ def test_check_views_rejects(sphere_views, make, message):
         check_views(make(views))
 
 
-def _reconstruct_args(tmp_path, views_dir, out):
-    parser = argparse.ArgumentParser()
-    add_reconstruct_parser(parser.add_subparsers())
-    return parser.parse_args(["reconstruct", str(views_dir), "--out", str(out), "--preset", "test"])
-
-
 @pytest.mark.parametrize("problem", ["too_few", "not_an_image", "sizes", "background"])
-def test_cli_bad_folder_errors_and_keeps_output(tmp_path, sphere_views, problem):
+def test_cli_bad_folder_errors_and_keeps_output(tmp_path, capsys, sphere_views, problem):
     folder = tmp_path / "views"
     rgba = sphere_views.numpy()
     if problem == "too_few":
         _write_views(folder, rgba, n=15)
-        message = "expected 16 view images"
+        message = "expected 16 views named"
     elif problem == "not_an_image":
         _write_views(folder, rgba, n=15)
         (folder / "015.png").write_text("not a png")
@@ -83,14 +89,7 @@ def test_cli_bad_folder_errors_and_keeps_output(tmp_path, sphere_views, problem)
         message = "view 0 does not have a white background"
     out = tmp_path / "mesh.glb"
     out.write_bytes(b"previous result")
-    args = _reconstruct_args(tmp_path, folder, out)
-    with pytest.raises(ValueError, match=message):
-        args.func(args)
+    assert hi3d_main(["reconstruct", str(folder), "--out", str(out), "--preset", "test"]) == 2
+    assert message in capsys.readouterr().err
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.glb", "views"]
-
-
-def test_cli_rejects_bad_output_suffix(tmp_path):
-    args = _reconstruct_args(tmp_path, tmp_path, tmp_path / "mesh.stl")
-    with pytest.raises(ValueError, match="--out must end in"):
-        args.func(args)

@@ -18,20 +18,10 @@ def test_build_repo_writes_the_requested_configuration(tmp_path, capsys):
     assert "sys.path[:0] = ['/opt/x']" in (out / "preprocess" / "1" / "model.py").read_text()
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["serve", "build-repo", "--out", "X", "--instances", "stage1"], "MODEL=COUNT"),
-    (["serve", "build-repo", "--out", "X", "--gpus", "a,b"], "GPU ids"),
-])
-def test_build_repo_rejects_bad_flags(argv, match, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2 and match in capsys.readouterr().err
-
-
-def test_build_repo_keeps_a_foreign_folder(tmp_path):
+def test_build_repo_keeps_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="not a repository"):
-        main(["serve", "build-repo", "--out", str(tmp_path), "--python-path", "/opt/x"])
+    assert main(["serve", "build-repo", "--out", str(tmp_path), "--python-path", "/opt/x"]) == 2
+    assert "not a repository" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 

@@ -1,7 +1,8 @@
 """The generated model repository, checked without a server: every config.pbtxt parses as
 Triton's ModelConfig protobuf, the ensembles are wired consistently, weights round-trip,
 and the ONNX Runtime / TensorRT variants reference the right files."""
-import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,9 +10,19 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from hi3d.engine.backends.torch_backend import load_modules
+from hi3d.engine.backends.tensorrt_backend import BuildEnv
 from hi3d.engine.config import tiny
+from hi3d.engine.errors import InvalidInput
+from hi3d.export.specs import export_specs
+from hi3d.export.tensorrt_build import ensure_engine
 from hi3d.serving.networks import BATCHED, NETWORKS, load_network
-from hi3d.serving.repository import ENSEMBLES, MODELS, RepositoryOptions, build_repository, read_record
+from hi3d.serving.repository import (
+    ENSEMBLES,
+    MODELS,
+    RepositoryOptions,
+    build_repository,
+    read_record,
+)
 
 PATHS = ("/opt/numpy1", "/opt/hi3d")
 
@@ -100,52 +111,80 @@ def test_record_and_rebuild_replaces_in_place(torch_repo, tmp_path):
 
 def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="not a repository"):
+    with pytest.raises(InvalidInput, match="not a repository"):
         build_repository(tmp_path, RepositoryOptions())
     assert (tmp_path / "mine.txt").read_text() == "keep"
 
 
-def _fake_artifacts(root, kind, suffix):
-    d = root / "tiny" / kind
-    d.mkdir(parents=True)
-    for net in NETWORKS:
-        (d / f"{net}{suffix}").write_bytes(f"{net} old".encode())
-    return d
+@pytest.fixture()
+def build(tiny_build, tmp_path):
+    """A private copy of the tiny export (tests below damage it)."""
+    src, rc = tiny_build
+    assert rc == 0
+    return Path(shutil.copytree(src, tmp_path / "build"))
 
 
-def test_tensorrt_repository_uses_the_newest_plans_on_gpus(tmp_path):
-    engines = _fake_artifacts(tmp_path / "build", "engines", ".fp16.trt10.h100.onnx-aa.prof-bb.plan")
-    newer = engines / "unet1.fp16.trt10.h100.onnx-cc.prof-dd.plan"
-    newer.write_bytes(b"unet1 new")
-    os.utime(newer, (2e9, 2e9))
+def test_onnxruntime_repository_copies_the_vouched_for_exports(build, tmp_path):
+    repo = tmp_path / "ort"
+    build_repository(repo, RepositoryOptions(backend="onnxruntime", artifacts=build, python_paths=PATHS))
+    for name in NETWORKS:
+        assert _config(repo, name).platform == "onnxruntime_onnx"
+        assert (repo / name / "1" / "model.onnx").read_bytes() == (build / "tiny" / "onnx" / f"{name}.onnx").read_bytes()
+    assert _config(repo, "stage1").backend == "python"  # the samplers stay BLS python models
+
+
+def test_onnxruntime_repository_refuses_foreign_or_damaged_exports(build, tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "first_stage.pt").write_bytes(b"other weights")
+    with pytest.raises(InvalidInput, match="clip .*built for a different configuration.*weights"):
+        build_repository(tmp_path / "r1", RepositoryOptions(backend="onnxruntime", artifacts=build, weights=weights))
+    depth = build / "tiny" / "onnx" / "depth.onnx"
+    depth.write_bytes(depth.read_bytes()[:-100])  # truncated
+    with pytest.raises(InvalidInput, match="depth.onnx: no usable ONNX export of depth .*corrupt.*build_engines.py"):
+        build_repository(tmp_path / "r2", RepositoryOptions(backend="onnxruntime", artifacts=build))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "weights"]  # nothing half-written
+
+
+H100 = BuildEnv("10.9.0", "NVIDIA H100 80GB HBM3")
+A10 = BuildEnv("10.9.0", "NVIDIA A10")
+
+
+def _engines(build: Path, env: BuildEnv, precision: str) -> dict[str, bytes]:
+    """Plans for every network through the real engine cache, built by a stand-in builder."""
+    specs, plans = export_specs(tiny()), {}
+    for name in NETWORKS:
+        plan = f"{name} {precision} for {env.gpu_name}".encode()
+        a = ensure_engine(specs[name], build / "tiny" / "onnx" / f"{name}.onnx", build / "tiny" / "engines",
+                          precision, env, lambda *_args, p=plan: (p, b"timing cache"), log=lambda _: None)
+        plans[name] = a.path.read_bytes()
+    return plans
+
+
+def test_tensorrt_repository_takes_the_plans_built_for_its_gpu(build, tmp_path):
+    mine = _engines(build, H100, "fp16")
+    _engines(build, A10, "fp16")  # built later, for another GPU: newer files that must not be taken
     repo = tmp_path / "trt"
-    build_repository(repo, RepositoryOptions(backend="tensorrt", artifacts=tmp_path / "build", kind="gpu", gpus=(0, 1),
-                                             python_paths=PATHS))
+    build_repository(repo, RepositoryOptions(backend="tensorrt", artifacts=build, kind="gpu", gpus=(0, 1),
+                                             python_paths=PATHS, trt_env=H100))
     for name in NETWORKS:
         c = _config(repo, name)
         assert c.platform == "tensorrt_plan" and not c.backend
         assert c.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
         assert list(c.instance_group[0].gpus) == [0, 1]
         assert not (repo / name / "1" / "model.py").exists()
-    assert (repo / "unet1" / "1" / "model.plan").read_bytes() == b"unet1 new"
-    assert (repo / "depth" / "1" / "model.plan").read_bytes() == b"depth old"
+        assert (repo / name / "1" / "model.plan").read_bytes() == mine[name]
     assert _config(repo, "unet2").dynamic_batching.max_queue_delay_microseconds == 5000
-    assert _config(repo, "stage1").backend == "python"  # the samplers stay BLS python models
+    with pytest.raises(InvalidInput, match="no usable TensorRT engine of clip for fp32 on NVIDIA H100.*--engines"):
+        build_repository(tmp_path / "fp32", RepositoryOptions(backend="tensorrt", artifacts=build, kind="gpu",
+                                                              gpu_dtype="fp32", trt_env=H100))
 
 
-def test_onnxruntime_repository_and_missing_artifacts(tmp_path):
-    onnx = _fake_artifacts(tmp_path / "build", "onnx", ".onnx")
-    (onnx / "unet2.onnx.data").write_bytes(b"external weights")
-    repo = tmp_path / "ort"
-    build_repository(repo, RepositoryOptions(backend="onnxruntime", artifacts=tmp_path / "build", python_paths=PATHS))
-    assert _config(repo, "vae_decoder").platform == "onnxruntime_onnx"
-    assert (repo / "unet2" / "1" / "model.onnx").read_bytes() == b"unet2 old"
-    assert (repo / "unet2" / "1" / "unet2.onnx.data").read_bytes() == b"external weights"
-    (onnx / "depth.onnx").unlink()
-    with pytest.raises(FileNotFoundError, match="no ONNX export of depth"):
-        build_repository(tmp_path / "ort2", RepositoryOptions(backend="onnxruntime", artifacts=tmp_path / "build"))
-    assert not (tmp_path / "ort2").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "ort"]
+def test_max_batch_is_checked_against_the_export_profile(build, tmp_path):
+    limit = export_specs(tiny())["unet1"].dim_ranges["B"].max
+    with pytest.raises(InvalidInput, match=f"--max-batch {limit + 1} exceeds the {limit} rows"):
+        build_repository(tmp_path / "r", RepositoryOptions(backend="onnxruntime", artifacts=build, max_batch=limit + 1))
+    build_repository(tmp_path / "torch", RepositoryOptions(max_batch=limit + 1))  # torch models take any batch
 
 
 @pytest.mark.parametrize("opts,match", [

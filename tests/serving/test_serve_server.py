@@ -26,8 +26,17 @@ from hi3d.engine.backends.torch_backend import load_modules, torch_networks
 from hi3d.engine.config import tiny
 from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
 from hi3d.serving.client import Hi3DClient, Hi3DClientError
-from hi3d.serving.launcher import ADMIN_HEADER, TritonServer, free_ports, grpc_admin_headers
-from hi3d.serving.repository import RepositoryOptions, build_repository, default_python_paths
+from hi3d.serving.launcher import (
+    ADMIN_HEADER,
+    TritonServer,
+    free_ports,
+    grpc_admin_headers,
+)
+from hi3d.serving.repository import (
+    RepositoryOptions,
+    build_repository,
+    default_python_paths,
+)
 from hi3d.serving.server_install import _pytriton_root, prepare
 
 pytestmark = pytest.mark.skipif(_pytriton_root() is None, reason="needs pip install --no-deps nvidia-pytriton==0.7.0")

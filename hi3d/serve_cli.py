@@ -1,7 +1,7 @@
 """`hi3d serve build-repo | install-server | start` and `hi3d client`: argument parsing only.
 
-engine/cli.py registers these with `add_serve_parser(sub)` and `add_client_parser(sub)`.
-This is an entry point: the only place in serving/ that reads the environment.
+hi3d/cli.py registers these with `add_serve_parser(sub)` and `add_client_parser(sub)`.
+An entry point: the environment ($HI3D_ADMIN_KEY, $HI3D_CACHE_DIR) is read here, not below.
 """
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ import secrets
 import sys
 import time
 from pathlib import Path
+
+from hi3d.engine.backends import DTYPES
+from hi3d.engine.config import PRESETS
+from hi3d.engine.errors import InvalidInput
+from hi3d.export.backends import BACKENDS
 
 KEY_ENV = "HI3D_ADMIN_KEY"
 
@@ -37,23 +42,20 @@ def _gpus(text: str) -> tuple[int, ...]:
 
 
 def cmd_build_repo(args: argparse.Namespace) -> int:
-    from hi3d.serving.repository import RepositoryOptions, build_repository, default_python_paths
+    from hi3d.serving.repository import (
+        RepositoryOptions,
+        build_repository,
+        default_python_paths,
+    )
     from hi3d.serving.server_install import numpy_dir_for_stub
 
-    if args.weights is not None and not args.weights.is_dir():
-        raise SystemExit(f"error: --weights {args.weights}: no such directory")
-    if args.preset == "full" and args.weights is None and args.backend == "torch":
-        raise SystemExit("error: --preset full needs --weights DIR (the official checkpoints)")
     paths = tuple(args.python_path) if args.python_path else default_python_paths(numpy_dir_for_stub(_cache_dir(args)))
     opts = RepositoryOptions(
         preset=args.preset, backend=args.backend, weights=args.weights, artifacts=args.artifacts, kind=args.kind,
         gpus=args.gpus, instances=args.instances, max_batch=args.max_batch, batch_delay_us=args.batch_delay_us,
         max_image_bytes=args.max_image_bytes, gpu_dtype=args.gpu_dtype, python_paths=paths,
     )
-    try:
-        models = build_repository(args.out, opts)
-    except FileExistsError as e:
-        raise SystemExit(f"error: {e}") from None
+    models = build_repository(args.out, opts)
     print(f"{args.out}: {len(models)} models ({', '.join(models)}); {args.backend} backend, {args.preset} preset, "
           f"networks on {args.kind}")
     return 0
@@ -71,9 +73,8 @@ def cmd_install_server(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     from hi3d.serving.launcher import ADMIN_HEADER, Ports, TritonServer
-    from hi3d.serving.server_install import prepare
-
     from hi3d.serving.repository import read_record
+    from hi3d.serving.server_install import prepare
 
     read_record(args.repo)  # a clear error before anything is prepared or started
     key = args.key or os.environ.get(KEY_ENV)
@@ -85,8 +86,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"starting {install.binary} on {args.repo} (log: {server.log_file}) ...", flush=True)
     try:
         server.start()
-    except TimeoutError as e:
-        raise SystemExit(f"error: {e}") from None
+    except TimeoutError as e:  # the server's own failure, not the user's input: exit 1
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     with server:
         print(f"ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {args.host}:{ports.metrics}/metrics")
         print(f"admin APIs need the header {ADMIN_HEADER}: " + (key if generated else f"(the key from --key / ${KEY_ENV})"))
@@ -106,7 +108,7 @@ def cmd_client(args: argparse.Namespace) -> int:
     from hi3d.serving.client import Hi3DClient, Hi3DClientError
 
     if not args.image.is_file():
-        raise SystemExit(f"error: {args.image}: no such file")
+        raise InvalidInput(f"{args.image}: no such file")
     t0 = time.perf_counter()
     try:
         with Hi3DClient(args.url, timeout_s=args.timeout) as client:
@@ -126,15 +128,13 @@ def cmd_client(args: argparse.Namespace) -> int:
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
-    from hi3d.serving.repository import BACKENDS
-
     serve = sub.add_parser("serve", help="Triton Inference Server deployment").add_subparsers(dest="serve_command", required=True)
     cache = dict(type=Path, help="where the server's helpers are prepared (default: ~/.cache/hi3d/triton)")
 
     b = serve.add_parser("build-repo", help="write the Triton model repository")
     b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--preset", choices=["tiny", "full"], default="tiny")
-    b.add_argument("--backend", choices=list(BACKENDS), default="torch")
+    b.add_argument("--preset", choices=list(PRESETS), default="tiny")
+    b.add_argument("--backend", choices=list(BACKENDS), default="torch", help="how the network models run")
     b.add_argument("--weights", type=Path, help="official checkpoints folder (torch backend; default: seeded random)")
     b.add_argument("--artifacts", type=Path, default=Path("build"), help="export output (onnxruntime/tensorrt backends)")
     b.add_argument("--kind", choices=["cpu", "gpu"], default="cpu", help="where the networks run")
@@ -143,7 +143,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-batch", type=int, default=8, help="UNet batch limit in CFG rows (2 per request)")
     b.add_argument("--batch-delay-us", type=int, default=5000, help="how long a UNet call waits for others to join")
     b.add_argument("--max-image-bytes", type=int, default=32 << 20)
-    b.add_argument("--gpu-dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="torch backend on GPU")
+    b.add_argument("--gpu-dtype", choices=list(DTYPES), default="fp16", help="torch backend on GPU")
     b.add_argument("--python-path", action="append", help="sys.path entries for model.py (default: this checkout)")
     b.add_argument("--cache-dir", **cache)
     b.set_defaults(func=cmd_build_repo)
