@@ -156,7 +156,7 @@ def test_triton_matches_reference(triton_device, sh_degree):
 
 
 def test_triton_binning_matches_gsplat(gsplat_impl):
-    from hi3d.kernels.gaussians import bin_tiles
+    from hi3d.kernels.gaussians_triton import bin_tiles
 
     s = random_scene(80, seed=6)
     view, K = camera()
