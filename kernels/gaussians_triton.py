@@ -60,6 +60,21 @@ def _load_camera(view_ptr, k_ptr):
 
 
 @triton.jit
+def _load3(ptr, first, mask, other0, other1, other2):
+    """Elements first, first + 1, first + 2 of ptr per lane (other* where masked)."""
+    return (tl.load(ptr + first + 0, mask=mask, other=other0),
+            tl.load(ptr + first + 1, mask=mask, other=other1),
+            tl.load(ptr + first + 2, mask=mask, other=other2))
+
+
+@triton.jit
+def _store3(ptr, first, mask, v0, v1, v2):
+    tl.store(ptr + first + 0, v0, mask=mask)
+    tl.store(ptr + first + 1, v1, mask=mask)
+    tl.store(ptr + first + 2, v2, mask=mask)
+
+
+@triton.jit
 def _sandwich(a00, a01, a02, a10, a11, a12, a20, a21, a22,
               s00, s01, s02, s11, s12, s22):
     """A S A^T for a symmetric S (upper triangle given); returns its upper triangle."""
@@ -84,18 +99,10 @@ def _forward_geometry(means_ptr, rots_ptr, scales_ptr, offs, mask, r00, r01, r02
                       r20, r21, r22, t0, t1, t2, fx, fy, cx, cy, width, height):
     """Everything the forward pass computes, for reuse by the backward pass."""
     # q: the Gaussian's rotation R (row-major); masked lanes get the identity
-    q00 = tl.load(rots_ptr + offs * 9 + 0, mask=mask, other=1.0)
-    q01 = tl.load(rots_ptr + offs * 9 + 1, mask=mask, other=0.0)
-    q02 = tl.load(rots_ptr + offs * 9 + 2, mask=mask, other=0.0)
-    q10 = tl.load(rots_ptr + offs * 9 + 3, mask=mask, other=0.0)
-    q11 = tl.load(rots_ptr + offs * 9 + 4, mask=mask, other=1.0)
-    q12 = tl.load(rots_ptr + offs * 9 + 5, mask=mask, other=0.0)
-    q20 = tl.load(rots_ptr + offs * 9 + 6, mask=mask, other=0.0)
-    q21 = tl.load(rots_ptr + offs * 9 + 7, mask=mask, other=0.0)
-    q22 = tl.load(rots_ptr + offs * 9 + 8, mask=mask, other=1.0)
-    sx = tl.load(scales_ptr + offs * 3 + 0, mask=mask, other=1.0)
-    sy = tl.load(scales_ptr + offs * 3 + 1, mask=mask, other=1.0)
-    sz = tl.load(scales_ptr + offs * 3 + 2, mask=mask, other=1.0)
+    q00, q01, q02 = _load3(rots_ptr, offs * 9, mask, 1.0, 0.0, 0.0)
+    q10, q11, q12 = _load3(rots_ptr, offs * 9 + 3, mask, 0.0, 1.0, 0.0)
+    q20, q21, q22 = _load3(rots_ptr, offs * 9 + 6, mask, 0.0, 0.0, 1.0)
+    sx, sy, sz = _load3(scales_ptr, offs * 3, mask, 1.0, 1.0, 1.0)
     # Sigma = R diag(s^2) R^T
     c00 = q00 * q00 * sx * sx + q01 * q01 * sy * sy + q02 * q02 * sz * sz
     c01 = q00 * q10 * sx * sx + q01 * q11 * sy * sy + q02 * q12 * sz * sz
@@ -105,9 +112,7 @@ def _forward_geometry(means_ptr, rots_ptr, scales_ptr, offs, mask, r00, r01, r02
     c22 = q20 * q20 * sx * sx + q21 * q21 * sy * sy + q22 * q22 * sz * sz
     w00, w01, w02, w11, w12, w22 = _sandwich(r00, r01, r02, r10, r11, r12, r20, r21, r22,
                                              c00, c01, c02, c11, c12, c22)
-    mx = tl.load(means_ptr + offs * 3 + 0, mask=mask, other=0.0)
-    my = tl.load(means_ptr + offs * 3 + 1, mask=mask, other=0.0)
-    mz = tl.load(means_ptr + offs * 3 + 2, mask=mask, other=0.0)
+    mx, my, mz = _load3(means_ptr, offs * 3, mask, 0.0, 0.0, 0.0)
     x = r00 * mx + r01 * my + r02 * mz + t0
     y = r10 * mx + r11 * my + r12 * mz + t1
     z = r20 * mx + r21 * my + r22 * mz + t2
@@ -144,9 +149,7 @@ def project_fwd_kernel(means_ptr, rots_ptr, scales_ptr, view_ptr, k_ptr,
     g = _forward_geometry(means_ptr, rots_ptr, scales_ptr, offs, mask, r00, r01, r02, r10, r11, r12,
                           r20, r21, r22, t0, t1, t2, fx, fy, cx, cy, width, height)
     # raw camera z (not the guarded one) decides culling and is the depth
-    mx = tl.load(means_ptr + offs * 3 + 0, mask=mask, other=0.0)
-    my = tl.load(means_ptr + offs * 3 + 1, mask=mask, other=0.0)
-    mz = tl.load(means_ptr + offs * 3 + 2, mask=mask, other=0.0)
+    mx, my, mz = _load3(means_ptr, offs * 3, mask, 0.0, 0.0, 0.0)
     z_raw = r20 * mx + r21 * my + r22 * mz + t2
     (_, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _,
      x, y, z, _, _, _, _, _, _, _, _, a, b, c) = g
@@ -226,9 +229,8 @@ def project_bwd_kernel(means_ptr, rots_ptr, scales_ptr, view_ptr, k_ptr, radii_p
           + tl.where(free_x, 2.0, 1.0) * fx * tx * iz2 * iz * gj02
           + tl.where(free_y, 2.0, 1.0) * fy * ty * iz2 * iz * gj12)
     # camera -> world: dm = Rv^T dp, dSigma = Rv^T dW Rv (the sandwich with A = Rv^T)
-    tl.store(v_means_ptr + offs * 3 + 0, r00 * gx + r10 * gy + r20 * gz, mask=mask)
-    tl.store(v_means_ptr + offs * 3 + 1, r01 * gx + r11 * gy + r21 * gz, mask=mask)
-    tl.store(v_means_ptr + offs * 3 + 2, r02 * gx + r12 * gy + r22 * gz, mask=mask)
+    _store3(v_means_ptr, offs * 3, mask,
+            r00 * gx + r10 * gy + r20 * gz, r01 * gx + r11 * gy + r21 * gz, r02 * gx + r12 * gy + r22 * gz)
     gs00, gs01, gs02, gs11, gs12, gs22 = _sandwich(r00, r10, r20, r01, r11, r21, r02, r12, r22,
                                                    gw00, gw01, gw02, gw11, gw12, gw22)
     # Sigma = M M^T with M = R diag(s): dM = 2 dSigma M
@@ -244,19 +246,12 @@ def project_bwd_kernel(means_ptr, rots_ptr, scales_ptr, view_ptr, k_ptr, radii_p
     gm20 = 2 * (gs02 * m00 + gs12 * m10 + gs22 * m20)
     gm21 = 2 * (gs02 * m01 + gs12 * m11 + gs22 * m21)
     gm22 = 2 * (gs02 * m02 + gs12 * m12 + gs22 * m22)
-    tl.store(v_scales_ptr + offs * 3 + 0, gm00 * q00 + gm10 * q10 + gm20 * q20, mask=mask)
-    tl.store(v_scales_ptr + offs * 3 + 1, gm01 * q01 + gm11 * q11 + gm21 * q21, mask=mask)
-    tl.store(v_scales_ptr + offs * 3 + 2, gm02 * q02 + gm12 * q12 + gm22 * q22, mask=mask)
+    _store3(v_scales_ptr, offs * 3, mask, gm00 * q00 + gm10 * q10 + gm20 * q20,
+            gm01 * q01 + gm11 * q11 + gm21 * q21, gm02 * q02 + gm12 * q12 + gm22 * q22)
     # dR = dM diag(s)
-    tl.store(v_rots_ptr + offs * 9 + 0, gm00 * sx, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 1, gm01 * sy, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 2, gm02 * sz, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 3, gm10 * sx, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 4, gm11 * sy, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 5, gm12 * sz, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 6, gm20 * sx, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 7, gm21 * sy, mask=mask)
-    tl.store(v_rots_ptr + offs * 9 + 8, gm22 * sz, mask=mask)
+    _store3(v_rots_ptr, offs * 9, mask, gm00 * sx, gm01 * sy, gm02 * sz)
+    _store3(v_rots_ptr, offs * 9 + 3, mask, gm10 * sx, gm11 * sy, gm12 * sz)
+    _store3(v_rots_ptr, offs * 9 + 6, mask, gm20 * sx, gm21 * sy, gm22 * sz)
 
 
 @triton.jit
