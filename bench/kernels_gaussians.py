@@ -75,37 +75,33 @@ def bench_gaussians(device: str | None = None, n: int | None = None, size: int |
     size = size or (1024 if on_gpu else 48)
     iters = iters or (20 if on_gpu else 1)
     params, camera = make_scene(n, size, device)
+    if not on_gpu and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("on CPU the Triton kernels run interpreted: set TRITON_INTERPRET=1 "
+                           "before anything imports triton (main() does)")
     impls = ["triton", "gsplat"] + (["torch"] if n <= 50_000 else [])
-    if on_gpu or os.environ.get("TRITON_INTERPRET") == "1":
-        context = nullcontext()
-    else:  # triton was imported for real: interpret just our kernels, for the record
-        from hi3d.kernels.triton_interpret import interpreted
-
-        context = interpreted("hi3d.kernels.gaussians_triton")
     rows, ours = [], None
-    with context:
-        for impl in impls:
-            if impl == "gsplat" and not on_gpu:
-                continue
-            for mode in MODES:
-                row = {"kernel": "gaussians", "impl": impl, "mode": mode, "n": n, "size": size,
-                       "device": torch.cuda.get_device_name() if on_gpu else "cpu"}
-                try:
-                    row["ms"] = mean_ms(_step(params, camera, impl, mode), device,
-                                         warmup=3 if on_gpu else 0, iters=iters)
-                    if mode == "fwd":
-                        from hi3d.kernels.gaussians import rasterize
+    for impl in impls:
+        if impl == "gsplat" and not on_gpu:
+            continue
+        for mode in MODES:
+            row = {"kernel": "gaussians", "impl": impl, "mode": mode, "n": n, "size": size,
+                   "device": torch.cuda.get_device_name() if on_gpu else "cpu"}
+            try:
+                row["ms"] = mean_ms(_step(params, camera, impl, mode), device,
+                                     warmup=3 if on_gpu else 0, iters=iters)
+                if mode == "fwd":
+                    from hi3d.kernels.gaussians import rasterize
 
-                        with torch.no_grad():
-                            rgb = rasterize(**params, **camera, impl=impl)[0]
-                        if impl == "triton":
-                            ours = rgb
-                        elif ours is not None:
-                            row["max_abs_rgb_diff_vs_triton"] = float((rgb - ours).abs().max())
-                except Exception as exc:  # noqa: BLE001 - a missing/unbuildable gsplat is a result
-                    row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-                rows.append(row)
-                print(row, flush=True)
+                    with torch.no_grad():
+                        rgb = rasterize(**params, **camera, impl=impl)[0]
+                    if impl == "triton":
+                        ours = rgb
+                    elif ours is not None:
+                        row["max_abs_rgb_diff_vs_triton"] = float((rgb - ours).abs().max())
+            except Exception as exc:  # noqa: BLE001 - a missing/unbuildable gsplat is a result
+                row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            rows.append(row)
+            print(row, flush=True)
     return rows
 
 
@@ -116,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("results/kernels_gaussians.json"))
     args = parser.parse_args(argv)
-    rows = bench_gaussians(args.device, args.n, args.size)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        # Read by @triton.jit, so before the kernels are imported (torch does not import triton).
+        os.environ["TRITON_INTERPRET"] = "1"
+    rows = bench_gaussians(device, args.n, args.size)
     payload = {"torch": torch.__version__, "rows": rows,
                "note": "" if rows and rows[0]["device"] != "cpu" else
                "cpu: Triton interpreted, tiny size, for the record only (not a speed figure)"}

@@ -7,12 +7,15 @@ reconstruction. Conventions (shared with ``kernels.gaussians`` and with gsplat 1
 - camera: OpenCV (x right, y down, z forward), ``viewmat`` is world-to-camera,
   pixel ``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``;
 - projection: covariance ``R S S^T R^T`` -> camera -> EWA Jacobian (with 3DGS' 1.3x
-  field-of-view clamp on the Jacobian only) -> plus 0.3 px^2 on the diagonal (low-pass);
+  field-of-view clamp on the Jacobian only) -> plus ``EPS2D`` px^2 on the diagonal (low-pass);
   culled where depth <= ``NEAR_PLANE``, where the 2D determinant is not positive, or where
-  the 3.33-sigma box misses the image (radius 0);
-- compositing, front to back per pixel in depth order: ``alpha = min(0.999, o exp(-s))``,
-  Gaussians with alpha < 1/255 are skipped, and a pixel stops *before* the Gaussian that
-  would bring its transmittance to <= 1e-4.
+  the ``SIGMA_EXTENT``-sigma box misses the image (radius 0);
+- compositing, front to back per pixel in depth order: ``alpha = min(ALPHA_MAX, o exp(-s))``,
+  Gaussians with alpha < ``ALPHA_MIN`` are skipped, and a pixel stops *before* the Gaussian
+  that would bring its transmittance to <= ``T_MIN``.
+
+These constants and ``quat_to_rotmat`` are the rasterizer's only definitions of them: the
+Triton kernels and the reconstruction import them from here.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ TILE = 16
 NEAR_PLANE = 0.01
 EPS2D = 0.3
 SIGMA_EXTENT = 3.33
+FRUSTUM_MARGIN = 0.3  # 3DGS clamps the Jacobian to a field of view 1.3x the image's
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 T_MIN = 1e-4
@@ -67,8 +71,8 @@ def project(
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     # Far off-axis Gaussians get the Jacobian of a point on the 1.3x frustum border
     # (as 3DGS does), which keeps their splats from exploding.
-    lim_x = 0.3 * 0.5 * width / fx
-    lim_y = 0.3 * 0.5 * height / fy
+    lim_x = FRUSTUM_MARGIN * 0.5 * width / fx
+    lim_y = FRUSTUM_MARGIN * 0.5 * height / fy
     tx = z * torch.clamp(x / z, -(cx / fx + lim_x), (width - cx) / fx + lim_x)
     ty = z * torch.clamp(y / z, -(cy / fy + lim_y), (height - cy) / fy + lim_y)
     zeros = torch.zeros_like(z)

@@ -1,5 +1,12 @@
-"""Triton kernels of the Gaussian rasterizer: EWA projection and tile compositing, each
-with its hand-written backward. Launched only through ``kernels.gaussians``.
+"""Triton kernels of the Gaussian rasterizer (EWA projection and tile compositing, each
+with its hand-written backward) and their launcher ``rasterize_triton``, which
+``kernels.gaussians.rasterize`` calls for ``impl="triton"``.
+
+The Gaussians' rotation matrices come from ``gaussians_ref.quat_to_rotmat`` in torch: the
+projection kernels take R and return its gradient, and autograd carries that back to the
+quaternions. Tile binning (``bin_tiles``: intersections, one radix sort by tile then depth),
+SH evaluation and the final background/depth normalisation are torch too. No gradients flow
+to ``viewmat``/``K``.
 
 Projection works on BLOCK Gaussians per program. Compositing runs one program per 16x16
 tile and walks the tile's depth-sorted list BATCH Gaussians at a time: a cumulative product
@@ -11,14 +18,24 @@ Semantics (thresholds, clamps) are those of ``kernels.gaussians_ref``.
 """
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
-EPS2D = tl.constexpr(0.3)
-NEAR_PLANE = tl.constexpr(0.01)
-ALPHA_MIN = tl.constexpr(1.0 / 255.0)
-ALPHA_MAX = tl.constexpr(0.999)
-T_MIN = tl.constexpr(1e-4)
+from hi3d.kernels import gaussians_ref as ref
+
+# @triton.jit code reads globals only as constexprs: the reference's constants, wrapped.
+EPS2D = tl.constexpr(ref.EPS2D)
+NEAR_PLANE = tl.constexpr(ref.NEAR_PLANE)
+SIGMA_EXTENT = tl.constexpr(ref.SIGMA_EXTENT)
+FRUSTUM_MARGIN = tl.constexpr(ref.FRUSTUM_MARGIN)
+ALPHA_MIN = tl.constexpr(ref.ALPHA_MIN)
+ALPHA_MAX = tl.constexpr(ref.ALPHA_MAX)
+T_MIN = tl.constexpr(ref.T_MIN)
+PROJECT_BLOCK = 128
+RASTER_BATCH = 16
+RASTER_WARPS = 8
 
 
 @triton.jit
@@ -43,12 +60,18 @@ def _load_camera(view_ptr, k_ptr):
 
 
 @triton.jit
-def _quat_to_rot(w, x, y, z):
-    return (
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    )
+def _load3(ptr, first, mask, other0, other1, other2):
+    """Elements first, first + 1, first + 2 of ptr per lane (other* where masked)."""
+    return (tl.load(ptr + first + 0, mask=mask, other=other0),
+            tl.load(ptr + first + 1, mask=mask, other=other1),
+            tl.load(ptr + first + 2, mask=mask, other=other2))
+
+
+@triton.jit
+def _store3(ptr, first, mask, v0, v1, v2):
+    tl.store(ptr + first + 0, v0, mask=mask)
+    tl.store(ptr + first + 1, v1, mask=mask)
+    tl.store(ptr + first + 2, v2, mask=mask)
 
 
 @triton.jit
@@ -72,19 +95,14 @@ def _sandwich(a00, a01, a02, a10, a11, a12, a20, a21, a22,
 
 
 @triton.jit
-def _forward_geometry(means_ptr, quats_ptr, scales_ptr, offs, mask, r00, r01, r02, r10, r11, r12,
+def _forward_geometry(means_ptr, rots_ptr, scales_ptr, offs, mask, r00, r01, r02, r10, r11, r12,
                       r20, r21, r22, t0, t1, t2, fx, fy, cx, cy, width, height):
     """Everything the forward pass computes, for reuse by the backward pass."""
-    qw = tl.load(quats_ptr + offs * 4 + 0, mask=mask, other=1.0)
-    qx = tl.load(quats_ptr + offs * 4 + 1, mask=mask, other=0.0)
-    qy = tl.load(quats_ptr + offs * 4 + 2, mask=mask, other=0.0)
-    qz = tl.load(quats_ptr + offs * 4 + 3, mask=mask, other=0.0)
-    qn = tl.maximum(tl.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
-    qw, qx, qy, qz = qw / qn, qx / qn, qy / qn, qz / qn
-    sx = tl.load(scales_ptr + offs * 3 + 0, mask=mask, other=1.0)
-    sy = tl.load(scales_ptr + offs * 3 + 1, mask=mask, other=1.0)
-    sz = tl.load(scales_ptr + offs * 3 + 2, mask=mask, other=1.0)
-    q00, q01, q02, q10, q11, q12, q20, q21, q22 = _quat_to_rot(qw, qx, qy, qz)
+    # q: the Gaussian's rotation R (row-major); masked lanes get the identity
+    q00, q01, q02 = _load3(rots_ptr, offs * 9, mask, 1.0, 0.0, 0.0)
+    q10, q11, q12 = _load3(rots_ptr, offs * 9 + 3, mask, 0.0, 1.0, 0.0)
+    q20, q21, q22 = _load3(rots_ptr, offs * 9 + 6, mask, 0.0, 0.0, 1.0)
+    sx, sy, sz = _load3(scales_ptr, offs * 3, mask, 1.0, 1.0, 1.0)
     # Sigma = R diag(s^2) R^T
     c00 = q00 * q00 * sx * sx + q01 * q01 * sy * sy + q02 * q02 * sz * sz
     c01 = q00 * q10 * sx * sx + q01 * q11 * sy * sy + q02 * q12 * sz * sz
@@ -94,15 +112,14 @@ def _forward_geometry(means_ptr, quats_ptr, scales_ptr, offs, mask, r00, r01, r0
     c22 = q20 * q20 * sx * sx + q21 * q21 * sy * sy + q22 * q22 * sz * sz
     w00, w01, w02, w11, w12, w22 = _sandwich(r00, r01, r02, r10, r11, r12, r20, r21, r22,
                                              c00, c01, c02, c11, c12, c22)
-    mx = tl.load(means_ptr + offs * 3 + 0, mask=mask, other=0.0)
-    my = tl.load(means_ptr + offs * 3 + 1, mask=mask, other=0.0)
-    mz = tl.load(means_ptr + offs * 3 + 2, mask=mask, other=0.0)
+    mx, my, mz = _load3(means_ptr, offs * 3, mask, 0.0, 0.0, 0.0)
     x = r00 * mx + r01 * my + r02 * mz + t0
     y = r10 * mx + r11 * my + r12 * mz + t1
     z = r20 * mx + r21 * my + r22 * mz + t2
     z = tl.where(mask & (z > NEAR_PLANE), z, 1.0)  # culled anyway; keeps the maths finite
-    lim_x = 0.15 * width / fx
-    lim_y = 0.15 * height / fy
+    # constexprs go right of tensors: the interpreter wraps constexpr * tensor in a constexpr
+    lim_x = width * (FRUSTUM_MARGIN * 0.5) / fx
+    lim_y = height * (FRUSTUM_MARGIN * 0.5) / fy
     ux = x / z
     uy = y / z
     free_x = (ux >= -(cx / fx + lim_x)) & (ux <= (width - cx) / fx + lim_x)
@@ -117,33 +134,31 @@ def _forward_geometry(means_ptr, quats_ptr, scales_ptr, offs, mask, r00, r01, r0
     a = j00 * (j00 * w00 + j02 * w02) + j02 * (j00 * w02 + j02 * w22) + EPS2D
     b = j11 * (j00 * w01 + j02 * w12) + j12 * (j00 * w02 + j02 * w22)
     c = j11 * (j11 * w11 + j12 * w12) + j12 * (j11 * w12 + j12 * w22) + EPS2D
-    return (qw, qx, qy, qz, qn, sx, sy, sz, q00, q01, q02, q10, q11, q12, q20, q21, q22,
+    return (sx, sy, sz, q00, q01, q02, q10, q11, q12, q20, q21, q22,
             w00, w01, w02, w11, w12, w22, x, y, z, tx, ty, free_x, free_y,
             j00, j02, j11, j12, a, b, c)
 
 
 @triton.jit
-def project_fwd_kernel(means_ptr, quats_ptr, scales_ptr, view_ptr, k_ptr,
+def project_fwd_kernel(means_ptr, rots_ptr, scales_ptr, view_ptr, k_ptr,
                        means2d_ptr, conics_ptr, depths_ptr, radii_ptr,
                        n, width, height, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2, fx, fy, cx, cy = _load_camera(view_ptr, k_ptr)
-    g = _forward_geometry(means_ptr, quats_ptr, scales_ptr, offs, mask, r00, r01, r02, r10, r11, r12,
+    g = _forward_geometry(means_ptr, rots_ptr, scales_ptr, offs, mask, r00, r01, r02, r10, r11, r12,
                           r20, r21, r22, t0, t1, t2, fx, fy, cx, cy, width, height)
     # raw camera z (not the guarded one) decides culling and is the depth
-    mx = tl.load(means_ptr + offs * 3 + 0, mask=mask, other=0.0)
-    my = tl.load(means_ptr + offs * 3 + 1, mask=mask, other=0.0)
-    mz = tl.load(means_ptr + offs * 3 + 2, mask=mask, other=0.0)
+    mx, my, mz = _load3(means_ptr, offs * 3, mask, 0.0, 0.0, 0.0)
     z_raw = r20 * mx + r21 * my + r22 * mz + t2
-    (_, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _,
+    (_, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _,
      x, y, z, _, _, _, _, _, _, _, _, a, b, c) = g
     det = a * c - b * b
     det_safe = tl.where(det > 0, det, 1.0)
     u = fx * x / z + cx
     v = fy * y / z + cy
-    rx = tl.ceil(3.33 * tl.sqrt(tl.maximum(a, 0.0)))
-    ry = tl.ceil(3.33 * tl.sqrt(tl.maximum(c, 0.0)))
+    rx = tl.ceil(tl.sqrt(tl.maximum(a, 0.0)) * SIGMA_EXTENT)
+    ry = tl.ceil(tl.sqrt(tl.maximum(c, 0.0)) * SIGMA_EXTENT)
     visible = ((z_raw > NEAR_PLANE) & (det > 0) & (u + rx > 0) & (u - rx < width)
                & (v + ry > 0) & (v - ry < height))
     tl.store(means2d_ptr + offs * 2 + 0, u, mask=mask)
@@ -157,18 +172,18 @@ def project_fwd_kernel(means_ptr, quats_ptr, scales_ptr, view_ptr, k_ptr,
 
 
 @triton.jit
-def project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, view_ptr, k_ptr, radii_ptr,
+def project_bwd_kernel(means_ptr, rots_ptr, scales_ptr, view_ptr, k_ptr, radii_ptr,
                        v_means2d_ptr, v_conics_ptr, v_depths_ptr,
-                       v_means_ptr, v_quats_ptr, v_scales_ptr,
+                       v_means_ptr, v_rots_ptr, v_scales_ptr,
                        n, width, height, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     rad = tl.load(radii_ptr + offs * 2, mask=offs < n, other=0)
     mask = (offs < n) & (rad > 0)  # culled Gaussians get zero gradients
     r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2, fx, fy, cx, cy = _load_camera(view_ptr, k_ptr)
-    (qw, qx, qy, qz, qn, sx, sy, sz, q00, q01, q02, q10, q11, q12, q20, q21, q22,
+    (sx, sy, sz, q00, q01, q02, q10, q11, q12, q20, q21, q22,
      w00, w01, w02, w11, w12, w22, x, y, z, tx, ty, free_x, free_y,
      j00, j02, j11, j12, a, b, c) = _forward_geometry(
-        means_ptr, quats_ptr, scales_ptr, offs, mask, r00, r01, r02, r10, r11, r12,
+        means_ptr, rots_ptr, scales_ptr, offs, mask, r00, r01, r02, r10, r11, r12,
         r20, r21, r22, t0, t1, t2, fx, fy, cx, cy, width, height)
     det = a * c - b * b
     det = tl.where(mask, det, 1.0)
@@ -214,9 +229,8 @@ def project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, view_ptr, k_ptr, radii_
           + tl.where(free_x, 2.0, 1.0) * fx * tx * iz2 * iz * gj02
           + tl.where(free_y, 2.0, 1.0) * fy * ty * iz2 * iz * gj12)
     # camera -> world: dm = Rv^T dp, dSigma = Rv^T dW Rv (the sandwich with A = Rv^T)
-    tl.store(v_means_ptr + offs * 3 + 0, r00 * gx + r10 * gy + r20 * gz, mask=mask)
-    tl.store(v_means_ptr + offs * 3 + 1, r01 * gx + r11 * gy + r21 * gz, mask=mask)
-    tl.store(v_means_ptr + offs * 3 + 2, r02 * gx + r12 * gy + r22 * gz, mask=mask)
+    _store3(v_means_ptr, offs * 3, mask,
+            r00 * gx + r10 * gy + r20 * gz, r01 * gx + r11 * gy + r21 * gz, r02 * gx + r12 * gy + r22 * gz)
     gs00, gs01, gs02, gs11, gs12, gs22 = _sandwich(r00, r10, r20, r01, r11, r21, r02, r12, r22,
                                                    gw00, gw01, gw02, gw11, gw12, gw22)
     # Sigma = M M^T with M = R diag(s): dM = 2 dSigma M
@@ -232,22 +246,12 @@ def project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, view_ptr, k_ptr, radii_
     gm20 = 2 * (gs02 * m00 + gs12 * m10 + gs22 * m20)
     gm21 = 2 * (gs02 * m01 + gs12 * m11 + gs22 * m21)
     gm22 = 2 * (gs02 * m02 + gs12 * m12 + gs22 * m22)
-    tl.store(v_scales_ptr + offs * 3 + 0, gm00 * q00 + gm10 * q10 + gm20 * q20, mask=mask)
-    tl.store(v_scales_ptr + offs * 3 + 1, gm01 * q01 + gm11 * q11 + gm21 * q21, mask=mask)
-    tl.store(v_scales_ptr + offs * 3 + 2, gm02 * q02 + gm12 * q12 + gm22 * q22, mask=mask)
-    g00, g01, g02 = gm00 * sx, gm01 * sy, gm02 * sz
-    g10, g11, g12 = gm10 * sx, gm11 * sy, gm12 * sz
-    g20, g21, g22 = gm20 * sx, gm21 * sy, gm22 * sz
-    dw = 2 * (-qz * g01 + qy * g02 + qz * g10 - qx * g12 - qy * g20 + qx * g21)
-    dx = 2 * (qy * g01 + qz * g02 + qy * g10 - 2 * qx * g11 - qw * g12 + qz * g20 + qw * g21 - 2 * qx * g22)
-    dy = 2 * (-2 * qy * g00 + qx * g01 + qw * g02 + qx * g10 + qz * g12 - qw * g20 + qz * g21 - 2 * qy * g22)
-    dz = 2 * (-2 * qz * g00 - qw * g01 + qx * g02 + qw * g10 - 2 * qz * g11 + qy * g12 + qx * g20 + qy * g21)
-    # through the normalisation q / |q|
-    dot = qw * dw + qx * dx + qy * dy + qz * dz
-    tl.store(v_quats_ptr + offs * 4 + 0, (dw - qw * dot) / qn, mask=mask)
-    tl.store(v_quats_ptr + offs * 4 + 1, (dx - qx * dot) / qn, mask=mask)
-    tl.store(v_quats_ptr + offs * 4 + 2, (dy - qy * dot) / qn, mask=mask)
-    tl.store(v_quats_ptr + offs * 4 + 3, (dz - qz * dot) / qn, mask=mask)
+    _store3(v_scales_ptr, offs * 3, mask, gm00 * q00 + gm10 * q10 + gm20 * q20,
+            gm01 * q01 + gm11 * q11 + gm21 * q21, gm02 * q02 + gm12 * q12 + gm22 * q22)
+    # dR = dM diag(s)
+    _store3(v_rots_ptr, offs * 9, mask, gm00 * sx, gm01 * sy, gm02 * sz)
+    _store3(v_rots_ptr, offs * 9 + 3, mask, gm10 * sx, gm11 * sy, gm12 * sz)
+    _store3(v_rots_ptr, offs * 9 + 6, mask, gm20 * sx, gm21 * sy, gm22 * sz)
 
 
 @triton.jit
@@ -378,3 +382,119 @@ def raster_bwd_kernel(means2d_ptr, conics_ptr, opac_ptr, feats_ptr, offsets_ptr,
         T = tl.min(tl.where(used, t_incl, T[None, :]), axis=0)
         done = done | stop
         i += BATCH
+
+
+def rasterize_triton(
+    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+    viewmat: Tensor, K: Tensor, width: int, height: int, background: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``kernels.gaussians.rasterize`` with ``impl="triton"``, inputs already checked."""
+    rots = ref.quat_to_rotmat(quats).reshape(-1, 9).contiguous()
+    means2d, conics, depths, radii = _Project.apply(
+        means.contiguous(), rots, scales.contiguous(),
+        viewmat.detach().contiguous(), K.detach().contiguous(), width, height,
+    )
+    feats = torch.cat([ref.colors_to_rgb(colors, means, viewmat), depths[:, None]], -1)
+    offsets, ids = bin_tiles(means2d, radii, depths, width, height)
+    img, T = _Composite.apply(means2d, conics, opacities.contiguous(), feats.contiguous(), offsets, ids, width, height)
+    return ref.finish(img, T, background)
+
+
+@torch.no_grad()
+def bin_tiles(
+    means2d: Tensor,  # [N, 2]
+    radii: Tensor,  # [N, 2] int, 0 = culled
+    depths: Tensor,  # [N]
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor]:  # offsets [tiles + 1] int32, ids [n_isects] int32
+    """Every (tile, Gaussian) overlap, sorted by tile then depth; tile t's Gaussians are
+    ``ids[offsets[t]:offsets[t + 1]]``, front to back."""
+    tiles_x = (width + ref.TILE - 1) // ref.TILE
+    n_tiles = tiles_x * ((height + ref.TILE - 1) // ref.TILE)
+    lo, hi = ref.tile_bounds(means2d, radii, width, height)
+    extent = (hi - lo).long()
+    counts = extent.prod(-1)
+    gid = torch.repeat_interleave(torch.arange(len(counts), device=means2d.device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    local = torch.arange(len(gid), device=means2d.device) - first[gid]
+    tx = lo[gid, 0] + local % extent[gid, 0]
+    ty = lo[gid, 1] + local // extent[gid, 0]
+    tile = ty * tiles_x + tx
+    # Visible depths are > 0, where float32 bit patterns sort like the floats.
+    depth_bits = depths.contiguous().view(torch.int32)[gid].long()
+    key, order = torch.sort((tile << 32) | depth_bits)
+    ids = gid[order].int()
+    offsets = torch.searchsorted(key >> 32, torch.arange(n_tiles + 1, device=means2d.device)).int()
+    return offsets, ids
+
+
+class _Project(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, rots, scales, viewmat, K, width, height):
+        n = means.shape[0]
+        means2d = means.new_empty(n, 2)
+        conics = means.new_empty(n, 3)
+        depths = means.new_empty(n)
+        radii = torch.empty(n, 2, dtype=torch.int32, device=means.device)
+        grid = (-(-n // PROJECT_BLOCK),)
+        project_fwd_kernel[grid](means, rots, scales, viewmat, K, means2d, conics, depths, radii,
+                                 n, width, height, BLOCK=PROJECT_BLOCK)
+        ctx.save_for_backward(means, rots, scales, viewmat, K, radii)
+        ctx.size = (width, height)
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_radii):
+        means, rots, scales, viewmat, K, radii = ctx.saved_tensors
+        n = means.shape[0]
+        v_means, v_rots, v_scales = torch.zeros_like(means), torch.zeros_like(rots), torch.zeros_like(scales)
+        grid = (-(-n // PROJECT_BLOCK),)
+        project_bwd_kernel[grid](
+            means, rots, scales, viewmat, K, radii,
+            _dense(v_means2d, (n, 2), means), _dense(v_conics, (n, 3), means), _dense(v_depths, (n,), means),
+            v_means, v_rots, v_scales, n, *ctx.size, BLOCK=PROJECT_BLOCK,
+        )
+        return v_means, v_rots, v_scales, None, None, None, None
+
+
+class _Composite(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, feats, offsets, ids, width, height):
+        c = feats.shape[1]
+        img = means2d.new_empty(height, width, c)
+        T = means2d.new_empty(height, width)
+        tiles_x = (width + ref.TILE - 1) // ref.TILE
+        raster_fwd_kernel[(len(offsets) - 1,)](
+            means2d, conics, opacities, feats, offsets, ids, img, T, width, height, tiles_x,
+            C=c, CP=_next_pow2(c), TILE=ref.TILE, BATCH=RASTER_BATCH, num_warps=RASTER_WARPS,
+        )
+        ctx.save_for_backward(means2d, conics, opacities, feats, offsets, ids, img, T)
+        ctx.size = (width, height, tiles_x)
+        return img, T
+
+    @staticmethod
+    def backward(ctx, v_img, v_T):
+        means2d, conics, opacities, feats, offsets, ids, img, T = ctx.saved_tensors
+        v_means2d, v_conics = torch.zeros_like(means2d), torch.zeros_like(conics)
+        v_opac, v_feats = torch.zeros_like(opacities), torch.zeros_like(feats)
+        c = feats.shape[1]
+        raster_bwd_kernel[(len(offsets) - 1,)](
+            means2d, conics, opacities, feats, offsets, ids, img, T,
+            _dense(v_img, img.shape, img), _dense(v_T, T.shape, T),
+            v_means2d, v_conics, v_opac, v_feats, *ctx.size,
+            C=c, CP=_next_pow2(c), TILE=ref.TILE, BATCH=RASTER_BATCH, num_warps=RASTER_WARPS,
+        )
+        return v_means2d, v_conics, v_opac, v_feats, None, None, None, None
+
+
+def _next_pow2(c: int) -> int:
+    return 1 << (c - 1).bit_length()
+
+
+def _dense(grad: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """Autograd passes None for outputs that got no gradient; kernels want zeros."""
+    if grad is None:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+    return grad.contiguous()

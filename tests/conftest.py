@@ -1,10 +1,21 @@
-import pytest
+import os
+
 import torch
 
-from hi3d.engine.backends.torch_backend import load_modules, torch_networks
-from hi3d.engine.config import tiny
-from hi3d.engine.pipeline import Hi3DPipeline
-from hi3d.export.build_engines import main as build_main
+# Triton decides at @triton.jit time whether a function (its own tl.* helpers included) is
+# interpreted, so without a GPU the switch must be on before anything imports triton: the
+# engine imports below do (through diffusers). torch itself does not. A GPU machine runs
+# the compiled kernels; tests that need compiled Triton without a GPU (the sm_90 builds)
+# run it in a subprocess of their own (tests/kernels/sm90_compile.py).
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+from hi3d.engine.backends.torch_backend import load_modules, torch_networks  # noqa: E402
+from hi3d.engine.config import tiny  # noqa: E402
+from hi3d.engine.pipeline import Hi3DPipeline  # noqa: E402
+from hi3d.export.build_engines import main as build_main  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -30,9 +30,9 @@ from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write
 from hi3d.engine.recon.config import GaussianFitConfig
 from hi3d.kernels.gaussians import rasterize
+from hi3d.kernels.gaussians_ref import SH_C0, quat_to_rotmat
 
 Progress = Callable[[str, int, int, float], None]
-SH_C0 = 0.28209479177387814
 DENSIFY_FRACTION = 0.25  # share of Gaussians (those with gradient) that grow per densification
 
 
@@ -161,7 +161,7 @@ def _densify_and_prune(g: Gaussians, grad: Tensor, cfg: GaussianFitConfig, gen: 
     split, clone = grow & big, grow & ~big
     # Split: two children drawn from the parent's Gaussian, each 1.6x smaller.
     idx = split.nonzero()[:, 0].repeat(2)
-    R = _quat_to_rotmat(g.quats[idx])
+    R = quat_to_rotmat(g.quats[idx])
     offset = (R @ (torch.randn(len(idx), 3, generator=gen).to(R) * torch.exp(g.log_scales[idx]))[..., None])[..., 0]
     children = Gaussians(
         g.means[idx] + offset, g.log_scales[idx] - np.log(1.6), g.quats[idx], g.opacity_logits[idx], g.color_logits[idx]
@@ -177,15 +177,6 @@ def _select(g: Gaussians, mask: Tensor) -> Gaussians:
 
 def _detached(g: Gaussians) -> Gaussians:
     return Gaussians(*[t.detach().clone() for t in g.tensors()])
-
-
-def _quat_to_rotmat(q: Tensor) -> Tensor:  # [N, 4] wxyz -> [N, 3, 3]
-    w, x, y, z = (q / q.norm(dim=-1, keepdim=True)).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(-1, 3, 3)
 
 
 def _project(x: Tensor, cameras: Cameras, i: int) -> Tensor:  # [N, 3] -> pixel coords [N, 2]

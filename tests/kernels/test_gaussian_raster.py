@@ -1,5 +1,6 @@
 """Gaussian rasterizer: torch reference vs gsplat's pure-torch code and a brute-force
-per-pixel compositor; Triton kernels (interpreted on CPU) vs the torch reference."""
+per-pixel compositor; Triton kernels (interpreted on CPU, compiled on a GPU) vs the torch
+reference; the kernels compiled for sm_90 without a GPU."""
 from __future__ import annotations
 
 import pytest
@@ -7,12 +8,17 @@ import torch
 
 from hi3d.kernels import gaussians_ref as ref
 from hi3d.kernels.gaussians import rasterize
-from hi3d.kernels.triton_interpret import interpreted as interpret_triton
 from tests.kernels.gaussian_scenes import intrinsics, look_at_viewmat, random_scene
-
-gsplat_impl = pytest.importorskip("gsplat.cuda._torch_impl")
+from tests.kernels.sm90_compile import compile_sm90
 
 W, H = 40, 36
+
+
+@pytest.fixture(scope="module")
+def gsplat_impl():
+    """gsplat's pure-torch code, the independent oracle; only the tests comparing against it
+    skip without gsplat."""
+    return pytest.importorskip("gsplat.cuda._torch_impl")
 
 
 def camera(width: int = W, height: int = H):
@@ -44,7 +50,7 @@ def brute_force_composite(means2d, conics, opacities, feats, depths, radii, widt
     return img, T_img
 
 
-def test_projection_matches_gsplat():
+def test_projection_matches_gsplat(gsplat_impl):
     s = random_scene(150, seed=1)
     view, K = camera()
     s["means"][:5, 2] = 3.0  # behind the camera (camera at z~2.2 looking at -z): culled
@@ -63,7 +69,7 @@ def test_projection_matches_gsplat():
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_sh_matches_gsplat(degree):
+def test_sh_matches_gsplat(gsplat_impl, degree):
     g = torch.Generator().manual_seed(degree)
     coeffs = torch.randn(64, (degree + 1) ** 2, 3, generator=g)
     dirs = torch.randn(64, 3, generator=g)
@@ -71,7 +77,7 @@ def test_sh_matches_gsplat(degree):
     torch.testing.assert_close(ref.eval_sh(coeffs, dirs), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_tile_binning_matches_gsplat_isect():
+def test_tile_binning_matches_gsplat_isect(gsplat_impl):
     s = random_scene(60, seed=2)
     view, K = camera()
     p = ref.project(s["means"], s["quats"], s["scales"], view, K, W, H)
@@ -111,21 +117,17 @@ def test_rasterize_torch_outputs():
     assert torch.all(depth0[alpha0 == 0] == 0)
 
 
-@pytest.fixture
-def interpreted():
-    """The Triton kernels, run by the interpreter, for the duration of one test."""
-    with interpret_triton("hi3d.kernels.gaussians_triton"):
-        yield
-
-
-def _render_with_grads(scene, impl, width=W, height=H, background=None, seed=0):
-    params = {k: v.clone().requires_grad_(True) for k, v in scene.items()}
+def _render_with_grads(scene, impl, device=torch.device("cpu"), width=W, height=H, background=None, seed=0):
+    """Outputs and parameter gradients, on the CPU, of one render on ``device``."""
+    params = {k: v.to(device, copy=True).requires_grad_(True) for k, v in scene.items()}
     view, K = camera(width, height)
-    out = rasterize(**params, viewmat=view, K=K, width=width, height=height, background=background, impl=impl)
+    bg = None if background is None else background.to(device)
+    out = rasterize(**params, viewmat=view.to(device), K=K.to(device), width=width, height=height,
+                    background=bg, impl=impl)
     g = torch.Generator().manual_seed(seed)
-    loss = sum((o * torch.randn(o.shape, generator=g)).sum() for o in out)
+    loss = sum((o * torch.randn(o.shape, generator=g).to(device)).sum() for o in out)
     loss.backward()
-    return out, {k: v.grad for k, v in params.items()}
+    return [o.detach().cpu() for o in out], {k: v.grad.cpu() for k, v in params.items()}
 
 
 # Forward: float32 sums of a few hundred terms; depth is divided by alpha, hence looser.
@@ -136,14 +138,14 @@ BWD_TOL = {"means": 2e-4, "quats": 2e-4, "scales": 2e-4, "opacities": 1e-4, "col
 
 
 @pytest.mark.parametrize("sh_degree", [None, 3])
-def test_triton_matches_reference(interpreted, sh_degree):
+def test_triton_matches_reference(triton_device, sh_degree):
     s = random_scene(120, sh_degree=sh_degree, seed=5, scale=0.1)
     s["opacities"][:30] = 0.99  # some pixels terminate early
     s["means"][:4, 2] = 3.0  # behind the camera
     s["scales"][4:8] = 0.0  # degenerate: only the 0.3 px low-pass keeps them visible
     bg = torch.tensor([0.1, 0.2, 0.3])
     out_ref, grads_ref = _render_with_grads(s, "torch", background=bg)
-    out_tri, grads_tri = _render_with_grads(s, "triton", background=bg)
+    out_tri, grads_tri = _render_with_grads(s, "triton", triton_device, background=bg)
     for name, a, b in zip(FWD_TOL, out_tri, out_ref):
         torch.testing.assert_close(a, b, rtol=0, atol=FWD_TOL[name], msg=name)
     for name, tol in BWD_TOL.items():
@@ -153,8 +155,8 @@ def test_triton_matches_reference(interpreted, sh_degree):
     assert torch.all(grads_tri["means"][:4] == 0)  # culled: no gradient
 
 
-def test_triton_binning_matches_gsplat(interpreted):
-    from hi3d.kernels.gaussians import bin_tiles
+def test_triton_binning_matches_gsplat(gsplat_impl):
+    from hi3d.kernels.gaussians_triton import bin_tiles
 
     s = random_scene(80, seed=6)
     view, K = camera()
@@ -167,10 +169,11 @@ def test_triton_binning_matches_gsplat(interpreted):
     assert torch.equal(ids, flat_ids.int())
 
 
-def test_triton_empty_and_offscreen(interpreted):
+def test_triton_empty_and_offscreen(triton_device):
     s = random_scene(20, seed=7)
     s["means"][:, 0] += 10.0  # everything off-screen: every tile is empty
-    (rgb, alpha, depth), grads = _render_with_grads(s, "triton", background=torch.tensor([0.0, 1.0, 0.0]))
+    (rgb, alpha, depth), grads = _render_with_grads(s, "triton", triton_device,
+                                                    background=torch.tensor([0.0, 1.0, 0.0]))
     assert torch.all(alpha == 0) and torch.all(depth == 0)
     assert torch.all(rgb == torch.tensor([0.0, 1.0, 0.0]))
     assert all(torch.all(g == 0) for g in grads.values())
@@ -200,30 +203,21 @@ def test_bad_inputs_name_the_argument(change, message):
         rasterize(**args)
 
 
-def test_triton_kernels_compile_for_sm90():
+def test_triton_kernels_compile_for_sm90(tmp_path):
     """Without a GPU, still lower every kernel to a Hopper cubin (catches what the
     interpreter accepts but the compiler does not: non-constexpr globals, scan layouts)."""
-    triton = pytest.importorskip("triton")
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    import hi3d.kernels.gaussians_triton as kt
-
-    f, i = "*fp32", "i32"
     raster = {"C": 4, "CP": 4, "TILE": 16, "BATCH": 16}
-    kernels = [
-        (kt.project_fwd_kernel, {"BLOCK": 128}, {"radii_ptr": "*i32"}),
-        (kt.project_bwd_kernel, {"BLOCK": 128}, {"radii_ptr": "*i32"}),
-        (kt.raster_fwd_kernel, raster, {"offsets_ptr": "*i32", "ids_ptr": "*i32"}),
-        (kt.raster_bwd_kernel, raster, {"offsets_ptr": "*i32", "ids_ptr": "*i32"}),
-    ]
-    for fn, constexprs, special in kernels:
-        sig = {}
-        for name in fn.arg_names:
-            sig[name] = "constexpr" if name in constexprs else special.get(name, f if name.endswith("_ptr") else i)
-        try:
-            compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs),
-                                      target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
-        except FileNotFoundError as exc:  # no ptxas shipped with this triton build
-            pytest.skip(f"no CUDA toolchain for triton: {exc}")
-        assert compiled.asm["cubin"], fn.__name__
+    index_types = {"offsets_ptr": "*i32", "ids_ptr": "*i32"}
+    specs = {
+        name: {"module": "hi3d.kernels.gaussians_triton", "kernel": name, "constexprs": constexprs,
+               "types": types, "options": {"num_warps": 8}}
+        for name, constexprs, types in [
+            ("project_fwd_kernel", {"BLOCK": 128}, {"radii_ptr": "*i32"}),
+            ("project_bwd_kernel", {"BLOCK": 128}, {"radii_ptr": "*i32"}),
+            ("raster_fwd_kernel", raster, index_types),
+            ("raster_bwd_kernel", raster, index_types),
+        ]
+    }
+    for name, kernel in compile_sm90(specs, tmp_path).items():
+        assert kernel["cubin_bytes"] > 0, name
+        assert ".target sm_90" in kernel["ptx"] and f".entry {name}" in kernel["ptx"], name

@@ -1,5 +1,6 @@
 """Hash-grid encoding: the torch reference against hand-computed values, the module's
-API and input checks, and the Triton kernels (interpreted on CPU) against the reference."""
+API and input checks, and the Triton kernels (interpreted on CPU, compiled on a GPU)
+against the reference."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,6 @@ import torch
 
 from hi3d.kernels.hashgrid import HashGrid, HashGridConfig, hashgrid_encode
 from hi3d.kernels.hashgrid_ref import hashgrid_encode_ref, spatial_hash
-from hi3d.kernels.triton_interpret import interpreted
 
 # 4 levels at resolutions 4, 8, 16, 32 with 2**10 rows: levels 0-1 dense, 2-3 hashed.
 SMALL = HashGridConfig(n_levels=4, n_features_per_level=2, log2_hashmap_size=10,
@@ -143,7 +143,7 @@ def test_bad_config_and_impl():
                         SMALL, "triton")
 
 
-# --- Triton kernels, interpreted on CPU (kernels/triton_interpret.py) ---
+# --- Triton kernels, on triton_device (the CPU interpreter without a GPU) ---
 
 F4 = HashGridConfig(n_levels=3, n_features_per_level=4, log2_hashmap_size=9,
                     base_resolution=3, max_resolution=20)
@@ -172,17 +172,17 @@ def _case(cfg: HashGridConfig, n: int, need_dx: bool, seed: int) -> dict:
             "grad_out": torch.randn(x.shape[0], cfg.out_dim, generator=g)}
 
 
-def _run_triton(case: dict) -> dict:
-    """Forward output and table/position gradients of the Triton path for one case."""
+def _run_triton(case: dict, device: torch.device) -> dict:
+    """Forward output and table/position gradients (on the CPU) of the Triton path for one case."""
     cfg = HashGridConfig(**case["cfg"])
-    x = case["x"].clone().requires_grad_(case["need_dx"])
-    table = case["table"].clone().requires_grad_(True)
+    x = case["x"].to(device, copy=True).requires_grad_(case["need_dx"])
+    table = case["table"].to(device, copy=True).requires_grad_(True)
     out = hashgrid_encode(x, table, cfg, "triton")
-    result = {"out": out.detach()}
+    result = {"out": out.detach().cpu()}
     if case["grad_out"] is not None:
-        out.backward(case["grad_out"])
-        result["grad_table"] = table.grad
-        result["grad_x"] = x.grad
+        out.backward(case["grad_out"].to(device))
+        result["grad_table"] = table.grad.cpu()
+        result["grad_x"] = None if x.grad is None else x.grad.cpu()
     if case.get("create_graph"):
         try:
             torch.autograd.grad(hashgrid_encode(x, table, cfg, "triton").sum(), x, create_graph=True)
@@ -193,13 +193,12 @@ def _run_triton(case: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def triton_results() -> dict[str, tuple[dict, dict]]:
-    """{case name: (inputs, kernel results)}, the kernels run by Triton's CPU interpreter."""
+def triton_results(triton_device) -> dict[str, tuple[dict, dict]]:
+    """{case name: (inputs, kernel results)}."""
     cases = {name: _case(cfg, n, dx, seed) for seed, (name, (cfg, n, dx)) in enumerate(CASES.items())}
     once = _case(SMALL, 20, True, seed=9)
     cases["create_graph"] = {**once, "grad_out": None, "create_graph": True}
-    with interpreted("hi3d.kernels.hashgrid_triton"):
-        return {name: (case, _run_triton(case)) for name, case in cases.items()}
+    return {name: (case, _run_triton(case, triton_device)) for name, case in cases.items()}
 
 
 def _reference(case: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
