@@ -1,6 +1,5 @@
 """`hi3d serve build-repo` and `hi3d client` from the command line: what they write and
 how they fail (no server needed: the client is pointed at a closed port)."""
-import pytest
 from PIL import Image
 
 from hi3d.cli import main
