@@ -1,6 +1,6 @@
 """Kernel benchmarks: hash-grid encoding (ours vs tiny-cuda-nn) and the Gaussian rasterizer.
 
-    python bench/kernels.py [--device cpu|cuda] [--out results/kernels.json]
+    python -m hi3d.bench.kernels [--device cpu|cuda] [--out results/kernels.json]
 
 On CUDA: the default hash grid (16 levels x 2 features, 2**19 rows) on 2**18 points,
 forward, forward+backward to the table, and forward+backward to table and positions, for

@@ -6,7 +6,7 @@ preset under --results.
 
 Full-size networks are exported one at a time (the UNets are ~6 GB in fp32: external
 data). Exit status 1 when any parity check failed, else 0 (TensorRT being absent is
-recorded in the JSON, not an error: see tooling.md).
+recorded in the JSON, not an error: the lent GPU machines have no TensorRT).
 """
 from __future__ import annotations
 

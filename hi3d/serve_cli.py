@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,13 @@ def _instances(text: str) -> tuple[tuple[str, int], ...]:
             raise argparse.ArgumentTypeError(f"--instances wants MODEL=COUNT[,MODEL=COUNT...], got {item!r}")
         pairs.append((name.strip(), int(count)))
     return tuple(pairs)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _gpus(text: str) -> tuple[int, ...]:
@@ -71,36 +79,60 @@ def cmd_install_server(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stop(Exception):
+    """SIGTERM (or Ctrl-C) asked the launcher to drain and stop."""
+
+
 def cmd_start(args: argparse.Namespace) -> int:
-    from hi3d.serving.launcher import ADMIN_HEADER, Ports, TritonServer
+    from hi3d.serving.launcher import ADMIN_HEADER, Ports, TritonServer, Watchdog
     from hi3d.serving.repository import read_record
     from hi3d.serving.server_install import prepare
 
-    read_record(args.repo)  # a clear error before anything is prepared or started
+    record = read_record(args.repo)  # a clear error before anything is prepared or started
     key = args.key or os.environ.get(KEY_ENV)
     generated = key is None
     key = key or secrets.token_urlsafe(24)
     install = prepare(_cache_dir(args), args.tritonserver)
     ports = Ports(grpc=args.grpc_port, http=args.http_port, metrics=args.metrics_port)
     server = TritonServer(args.repo, install, ports, key, host=args.host, log_file=args.log_file)
+
+    def stop(signum, frame):
+        raise _Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)  # as Ctrl-C: drain, then stop the server and its stubs
     print(f"starting {install.binary} on {args.repo} (log: {server.log_file}) ...", flush=True)
     try:
-        server.start()
-    except TimeoutError as e:  # the server's own failure, not the user's input: exit 1
+        with server, Watchdog(server, args.watchdog_interval, log=lambda m: print(m, flush=True)) as watchdog:
+            print(f"ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {args.host}:{ports.metrics}/metrics")
+            print(f"admin APIs need the header {ADMIN_HEADER}: " + (key if generated else f"(the key from --key / ${KEY_ENV})"))
+            print(f"pid {server.process.pid}; Ctrl-C or SIGTERM drains (up to {args.grace:g} s) and stops it.", flush=True)
+            try:
+                while server.process.poll() is None:
+                    time.sleep(0.5)
+            except (KeyboardInterrupt, _Stop):
+                watchdog.pause()
+                clean = server.drain(record["public_models"], args.grace, log=lambda m: print(m, flush=True))
+                print("stopping" + ("" if clean else f": requests still running after {args.grace:g} s are cut off"),
+                      file=sys.stderr, flush=True)
+                return 0
+            print(f"error: tritonserver exited:\n{server.log_tail()}", file=sys.stderr)
+            return 1
+    except (TimeoutError, RuntimeError) as e:  # the server's own failure, not the user's input: exit 1
         print(f"error: {e}", file=sys.stderr)
         return 1
-    with server:
-        print(f"ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {args.host}:{ports.metrics}/metrics")
-        print(f"admin APIs need the header {ADMIN_HEADER}: " + (key if generated else f"(the key from --key / ${KEY_ENV})"))
-        print("Ctrl-C stops the server.", flush=True)
-        try:
-            while server.process.poll() is None:
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            print("stopping ...", file=sys.stderr)
-            return 0
-    print(f"error: tritonserver exited:\n{server.log_tail()}", file=sys.stderr)
-    return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Exit 0 when every network model answers a real request, 1 otherwise (a liveness probe)."""
+    from hi3d.engine.config import preset
+    from hi3d.serving.probe import probe
+
+    results = probe(args.url, preset(args.preset), args.timeout)
+    for r in results:
+        print(f"{r.model}: {r.detail}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_client(args: argparse.Namespace) -> int:
@@ -162,8 +194,21 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--key", help=f"admin key (default: ${KEY_ENV}, else a generated one, printed)")
     s.add_argument("--tritonserver", type=Path, help="a tritonserver binary to use instead of the bundled one")
     s.add_argument("--log-file", type=Path, help="server log (default: next to the repository)")
+    s.add_argument("--grace", type=_seconds, default=30.0,
+                   help="seconds requests in flight may take to finish after SIGTERM / Ctrl-C (default 30)")
+    s.add_argument("--watchdog-interval", type=_seconds, default=2.0,
+                   help="seconds between checks for dead model stubs, which are then reloaded (default 2)")
     s.add_argument("--cache-dir", **cache)
     s.set_defaults(func=cmd_start)
+    _add_probe_parser(serve)
+
+
+def _add_probe_parser(serve) -> None:
+    p = serve.add_parser("probe", help="liveness: one small real inference per network model (exit 0 healthy, 1 not)")
+    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC endpoint")
+    p.add_argument("--preset", choices=list(PRESETS), required=True, help="the preset the repository was built for")
+    p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds per request")
+    p.set_defaults(func=cmd_probe)
 
 
 def add_client_parser(sub: argparse._SubParsersAction) -> None:

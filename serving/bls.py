@@ -17,6 +17,10 @@ from hi3d.engine.errors import (
 )
 
 
+class Unavailable(Exception):
+    """This server takes no new work (it is draining): the client should retry elsewhere."""
+
+
 class Cancelled(Exception):
     """The client cancelled or timed out the request: stop working on it."""
 
@@ -33,8 +37,21 @@ def device_of(args: dict) -> torch.device:
     return torch.device("cpu")
 
 
-def input_tensor(request, name: str) -> Tensor:
-    return torch.from_numpy(pb_utils.get_input_tensor_by_name(request, name).as_numpy().copy())
+def input_tensor(request, name: str, value_range: tuple[float, float] | None = None) -> Tensor:
+    """An input as a tensor, refused (InvalidInput naming it) when missing, when it holds NaN
+    or infinite values, or values outside `value_range`: every model guards what it is sent,
+    the internal ones too, since anyone who reaches the server can call them."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise InvalidInput(f"missing input {name!r}")
+    x = torch.from_numpy(tensor.as_numpy().copy())
+    if x.is_floating_point():
+        if not torch.isfinite(x).all():
+            raise InvalidInput(f"{name} holds NaN or infinite values")
+        if value_range is not None and x.numel() and not (value_range[0] <= x.min() and x.max() <= value_range[1]):
+            raise InvalidInput(f"{name} must lie in [{value_range[0]:g}, {value_range[1]:g}], "
+                               f"got [{x.min().item():.3g}, {x.max().item():.3g}]")
+    return x
 
 
 def scalar_input(request, name: str, kind: type):
@@ -56,6 +73,8 @@ def output(name: str, x: Tensor | np.ndarray) -> "pb_utils.Tensor":
 def error_response(e: Exception) -> "pb_utils.InferenceResponse":
     if isinstance(e, InvalidInput):
         err = pb_utils.TritonError(str(e), pb_utils.TritonError.INVALID_ARG)
+    elif isinstance(e, Unavailable):
+        err = pb_utils.TritonError(str(e), pb_utils.TritonError.UNAVAILABLE)
     elif isinstance(e, Cancelled):
         err = pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
     else:

@@ -5,8 +5,13 @@
 
 Inference, health and metadata are open; the model repository (load/unload/index),
 model config, statistics, shared memory, trace and logging APIs need the key: HTTP header
-`ADMIN_HEADER: <key>`, gRPC metadata `triton-grpc-protocol-ADMIN_HEADER: <key>`. The repository is served with
---model-control-mode=none: nothing can be loaded or unloaded at run time anyway.
+`ADMIN_HEADER: <key>`, gRPC metadata `triton-grpc-protocol-ADMIN_HEADER: <key>`.
+
+The repository is served in explicit model-control mode (every model loaded at start) so
+that the launcher itself can act on it with the key: `Watchdog` reloads a model whose python
+stub died (tritonserver would keep calling it ready while every request to it fails), and
+`TritonServer.drain` unloads the public entry points on SIGTERM, so new requests get
+UNAVAILABLE while those in flight run to the end.
 """
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from hi3d.serving.server_install import ServerInstall
 
 ADMIN_HEADER = "hi3d-admin-key"
 RESTRICTED = "model-repository,model-config,statistics,shared-memory,trace,logging"
+DRAIN_MARKER = ".draining"  # in the repository root while the launcher drains the server
 
 
 def grpc_admin_headers(key: str) -> dict[str, str]:
@@ -49,10 +57,22 @@ def free_ports(host: str = "127.0.0.1") -> Ports:
             s.close()
 
 
+def check_ports_free(host: str, ports: Ports) -> None:
+    """Fail fast, naming the port, when another process listens there: a server started on
+    taken ports would lose the bind, and a readiness check would reach the other server."""
+    for name, port in (("gRPC", ports.grpc), ("HTTP", ports.http), ("metrics", ports.metrics)):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as e:
+                raise InvalidInput(f"{name} port {port} on {host} is already in use ({e.strerror}); "
+                                   "stop what listens there or choose another port") from None
+
+
 def server_command(install: ServerInstall, repo: Path, ports: Ports, host: str, key: str) -> list[str]:
     restricted = f"{RESTRICTED}:{ADMIN_HEADER}={key}"
     cmd = [
-        str(install.binary), f"--model-repository={repo}", "--model-control-mode=none",
+        str(install.binary), f"--model-repository={repo}", "--model-control-mode=explicit", "--load-model=*",
         f"--grpc-address={host}", f"--grpc-port={ports.grpc}",
         f"--http-address={host}", f"--http-port={ports.http}",
         f"--metrics-address={host}", f"--metrics-port={ports.metrics}",
@@ -95,6 +115,11 @@ class TritonServer:
         return grpc_admin_headers(self.key)
 
     def start(self) -> "TritonServer":
+        """Start the one process this object owns (a second call is an error, not a second server)."""
+        if self.process is not None:
+            raise RuntimeError("this TritonServer is already running")
+        check_ports_free(self.host, self.ports)
+        (self.repo / DRAIN_MARKER).unlink(missing_ok=True)  # a new launch serves
         cmd = server_command(self.install, self.repo, self.ports, self.host, self.key)
         self._log = open(self.log_file, "wb")
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
@@ -117,7 +142,7 @@ class TritonServer:
                     raise RuntimeError(f"tritonserver exited with code {self.process.returncode} while starting:\n"
                                        f"{self.log_tail()}")
                 try:
-                    if client.is_server_ready(client_timeout=2.0):
+                    if client.is_server_ready(client_timeout=2.0) and self._bound_by_us():
                         return
                 except Exception:  # not listening yet
                     pass
@@ -125,6 +150,39 @@ class TritonServer:
         finally:
             client.close()
         raise TimeoutError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def _bound_by_us(self) -> bool:
+        """Our process says it serves gRPC on our port: the ready answer came from it."""
+        log = self.log_tail(1 << 20)
+        return f"Started GRPCInferenceService at {self.host}:{self.ports.grpc}" in log
+
+    def client(self):
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(self.grpc_url)
+
+    def stubs(self) -> list["Stub"]:
+        return python_stubs(self.process.pid) if self.process is not None else []
+
+    def drain(self, public: Iterable[str], grace_s: float, log: Callable[[str], None] = print) -> bool:
+        """Take no new requests (the `preprocess` step, first in every public entry point,
+        answers UNAVAILABLE while the marker exists), then wait up to `grace_s` for those in
+        flight. True when none was left running."""
+        public = list(public)
+        (self.repo / DRAIN_MARKER).write_text("the launcher is draining this server\n")
+        log(f"draining: no new requests; waiting up to {grace_s:g} s for those in flight")
+        deadline = time.monotonic() + grace_s
+        client = self.client()
+        try:
+            time.sleep(1.0)  # a request accepted just now reaches preprocess and is counted
+            left = in_flight(client, public, self.admin_headers)
+            log(f"draining: {left} request(s) in flight")
+            while left > 0 and time.monotonic() < deadline and self.process.poll() is None:
+                time.sleep(0.5)
+                left = in_flight(client, public, self.admin_headers)
+            return left <= 0
+        finally:
+            client.close()
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -136,6 +194,7 @@ class TritonServer:
         """SIGTERM (tritonserver unloads its models and stops its stubs), then SIGKILL the group."""
         if self.process is None:
             return
+        regions = [st.shm_region for st in self.stubs()]
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -147,11 +206,140 @@ class TritonServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for region in regions:  # what a stub killed with the group could not clean up
+            remove_shm(region)
         self._log.close()
         self.process = None
 
     def __enter__(self) -> "TritonServer":
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _finished(stats) -> int:
+    s = stats.inference_stats
+    return s.success.count + s.fail.count
+
+
+def in_flight(client, public: list[str], headers: dict[str, str]) -> int:
+    """Requests of the public models that passed `preprocess` and have not finished: every
+    one of them runs preprocess once and finishes once at its entry point (a request that
+    preprocess refuses counts on both sides)."""
+    stats = {m.name: m for m in client.get_inference_statistics(headers=headers).model_stats}
+    started = _finished(stats["preprocess"]) if "preprocess" in stats else 0
+    return started - sum(_finished(stats[m]) for m in public if m in stats)
+
+
+@dataclass(frozen=True)
+class Stub:
+    """One python-backend stub process: a model instance, in its own process."""
+
+    pid: int
+    model: str
+    shm_region: str  # its /dev/shm file, which tritonserver does not remove when the stub dies
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, just not reaped
+    except OSError:
+        return False
+
+
+def python_stubs(server_pid: int) -> list[Stub]:
+    """The live stubs tritonserver `server_pid` started (its children running the stub binary;
+    argv: stub, <repo>/<model>/<version>/model.py, <shm region>, ...)."""
+    stubs = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != server_pid:
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        if argv[0].endswith("triton_python_backend_stub") and len(argv) > 2 and _alive(int(entry.name)):
+            stubs.append(Stub(int(entry.name), Path(argv[1]).parents[1].name, argv[2]))
+    return stubs
+
+
+def remove_shm(region: str) -> None:
+    Path("/dev/shm", region).unlink(missing_ok=True)
+
+
+class Watchdog:
+    """Heals a served repository whose python stub died (OOM kill, segfault): the model is
+    unloaded (so health says not ready), the dead stub's shared memory removed, the model
+    loaded again with fresh stubs. Runs on a thread until `stop()`."""
+
+    def __init__(self, server: TritonServer, interval_s: float = 2.0, log: Callable[[str], None] = print):
+        self.server, self.interval_s, self.log = server, interval_s, log
+        self.healed: list[tuple[str, float]] = []  # (model, seconds from detection to ready)
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._known = {st.pid: st for st in server.stubs()}
+        self._thread = threading.Thread(target=self._run, name="hi3d-watchdog", daemon=True)
+
+    def __enter__(self) -> "Watchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def pause(self, paused: bool = True) -> None:
+        """Stop looking (e.g. while the server drains); `pause(False)` resumes."""
+        (self._paused.set if paused else self._paused.clear)()
+
+    def check(self) -> list[str]:
+        """One round: heal every model with a dead stub; returns their names."""
+        dead = [st for pid, st in self._known.items() if not _alive(pid)]
+        models = sorted({st.model for st in dead})
+        for model in models:
+            self._heal(model, [st for st in dead if st.model == model])
+        if models or len(self._known) == 0:
+            self._known = {st.pid: st for st in self.server.stubs()}
+        return models
+
+    def _heal(self, model: str, dead: list[Stub], unload_timeout_s: float = 120.0) -> None:
+        t0 = time.monotonic()
+        client = self.server.client()
+        headers = self.server.admin_headers
+        try:
+            client.unload_model(model, headers=headers)  # from here on, health says not ready
+            self.log(f"watchdog: the stub of {model} (pid {', '.join(str(st.pid) for st in dead)}) died; "
+                     "unloaded it, reloading")
+            deadline = time.monotonic() + unload_timeout_s
+            while time.monotonic() < deadline:  # unload is asynchronous: load only once it is done
+                states = {m.name: m.state for m in client.get_model_repository_index(headers=headers).models}
+                if states.get(model) not in ("READY", "UNLOADING"):
+                    break
+                time.sleep(0.2)
+            for st in dead:
+                remove_shm(st.shm_region)
+            client.load_model(model, headers=headers)
+        finally:
+            client.close()
+        self.healed.append((model, time.monotonic() - t0))
+        self.log(f"watchdog: {model} serves again after {time.monotonic() - t0:.1f} s")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if self._paused.is_set() or self.server.process is None or self.server.process.poll() is not None:
+                continue
+            try:
+                self.check()
+            except Exception as e:  # noqa: BLE001 - keep watching; the next round retries
+                self.log(f"watchdog: {type(e).__name__}: {e}")

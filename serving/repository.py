@@ -34,6 +34,7 @@ from hi3d.export.tensorrt_build import find_engine
 from hi3d.serving.networks import BATCHED, NETWORKS, TensorIO, network_io
 
 ENSEMBLES = ("hi3d", "hi3d_stage1")
+PUBLIC_MODELS = ENSEMBLES  # what clients call; the rest are internal (drained last, never alone)
 MODELS = ("preprocess", *NETWORKS, "stage1", "stage2", *ENSEMBLES)
 MARKER = ".hi3d-repository.json"  # at the root; Triton only looks at folders
 SOURCES = Path(__file__).parent / "models"
@@ -287,7 +288,7 @@ def _write(repo: Path, cfg: Hi3DConfig, opts: RepositoryOptions) -> None:
             _network_files(cfg, opts, version, name, modules, trt_env)
         elif name in sources:
             (version / "model.py").write_text(_model_py(sources[name], opts.python_paths))
-    record = {"models": list(configs), "preset": cfg.name, **asdict(opts)}
+    record = {"models": list(configs), "public_models": list(PUBLIC_MODELS), "preset": cfg.name, **asdict(opts)}
     (repo / MARKER).write_text(json.dumps(record, indent=2, default=str))
 
 

@@ -1,10 +1,16 @@
 """Triton model `preprocess`: image bytes -> the white-backed, square-cropped input at both
-stage resolutions, exactly as `hi3d generate` prepares a file (engine/images.py)."""
+stage resolutions, exactly as `hi3d generate` prepares a file (engine/images.py).
+
+It is the first step of every public entry point, so it is where a draining server turns
+new requests away (UNAVAILABLE) while those already past it run to the end."""
+from pathlib import Path
+
 import triton_python_backend_utils as pb_utils
 
 from hi3d.engine import images
 from hi3d.engine.config import preset
 from hi3d.serving import bls
+from hi3d.serving.launcher import DRAIN_MARKER
 
 
 class TritonPythonModel:
@@ -12,8 +18,11 @@ class TritonPythonModel:
         params = bls.parameters(args)
         self.cfg = preset(params["preset"])
         self.max_bytes = int(params["max_image_bytes"])
+        self.drain_marker = Path(args["model_repository"]).parent / DRAIN_MARKER
 
     def _run(self, request):
+        if self.drain_marker.exists():
+            raise bls.Unavailable("this server is draining (shutting down): retry on another replica")
         data = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
         if data.size != 1:
             raise bls.InvalidInput(f"image must hold exactly one encoded image, got shape {list(data.shape)}")

@@ -11,6 +11,8 @@ from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
 from hi3d.serving import bls
 from hi3d.serving.networks import NETWORKS, network_io
 
+PIXELS = (-1.0, 1.0)  # images and views between the models are in [-1, 1]
+
 
 def _runners(cfg) -> dict:
     runners = {}
@@ -45,10 +47,10 @@ class TritonPythonModel:
                 raise bls.Cancelled()
 
         if self.stage == 1:
-            views = self.pipe.generate_stage1(bls.input_tensor(request, "image1"), p, progress)  # [F, 3, R1, R1]
+            views = self.pipe.generate_stage1(bls.input_tensor(request, "image1", PIXELS), p, progress)  # [F, 3, R1, R1]
             outputs = [bls.output("views1", views)]
         else:
-            image2, views1 = bls.input_tensor(request, "image2"), bls.input_tensor(request, "views1")
+            image2, views1 = bls.input_tensor(request, "image2", PIXELS), bls.input_tensor(request, "views1", PIXELS)
             views = self.pipe.generate_stage2(image2, views1, p, progress)  # [F, 3, R2, R2]
             outputs = []
         uint8 = torch.stack([torch.from_numpy(images.to_uint8(v)) for v in views])  # [F, R, R, 3]
