@@ -193,7 +193,8 @@ class EngineOptions:
 
     def request(self, cfg: Hi3DConfig, **extra) -> NetworkRequest:
         """A NetworkRequest for `cfg` (e.g. with other steps); `extra`: its optional fields."""
-        extra.setdefault("memory_plan", self.plan(cfg))
+        if "memory_plan" not in extra:  # not setdefault: resolving `auto` runs an estimate
+            extra["memory_plan"] = self.plan(cfg)
         return NetworkRequest(cfg, self.torch_device, self.torch_dtype, self.weights, Path(self.artifacts), **extra)
 
     def networks(self, cfg: Hi3DConfig, **extra) -> Networks:
