@@ -8,7 +8,10 @@
 # results; the limits add up to under 10 minutes):
 #   1. install carried wheels (.whl/*.whl: diffusers, importlib_metadata, trimesh) into /tmp/site
 #   2. record the machine (nvidia-smi, versions)
-#   3. the full pipeline once in eager fp16 (2 steps, random weights): per-stage times, peak memory
+#   3. the full pipeline once in eager fp16 (2 steps, random weights): per-stage times, peak memory;
+#      then once per other memory plan (staged, lean): per-stage torch.cuda.max_memory_allocated and
+#      times (printed; the cost of each plan is its time over resident's), while the CPU estimates
+#      every plan (bench/memory.py -> memory.json) to compare with
 #   4. kernel benchmarks (bench/kernels.py, bench/kernels_gaussians.py), where present
 #   5. full-size networks alone, torch eager fp16 vs torch.compile, interleaved: stage-1 and
 #      stage-2 UNet steps, stage-1 and stage-2 VAE decodes; beside it, on the CPU, the cost
@@ -16,7 +19,7 @@
 #   6. the same networks on TensorRT fp16 engines vs eager, if tensorrt is importable (the lent
 #      machines lack it; hi3d.export.backends exports, builds and caches the engines)
 #   7. the stage plot
-# $OUT gets report.log (everything printed), pipeline.json, networks.json, cost.json,
+# $OUT gets report.log (everything printed), pipeline.json, memory.json, networks.json, cost.json,
 # stages.png and the kernel JSONs: the device tool brings back at most 8 files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +43,10 @@ if [[ $DRY == 1 ]]; then
   # Smallest version: tiny preset, CPU, 1 iteration, no warm-up, 1 step, eager only
   # (torch.compile on CPU costs minutes of C++ compilation: the GPU run covers it).
   PRESET=tiny; DEV=cpu; DTYPE=fp32; ITERS=1; WARMUP=0; STEPS=1; COMPARE=torch; T=120
+  PLANS=lean  # one plan: the dry run checks the path, not the comparison
 else
   PRESET=full; DEV=cuda; DTYPE=fp16; ITERS=3; WARMUP=1; STEPS=2; COMPARE=torch,compiled; T=300
+  PLANS="staged lean"
   # max-autotune's GEMM/conv search over Triton templates takes far longer than the budget
   # on two 1.5 B UNets; ATen choices keep Inductor's fusions and compile in minutes.
   export TORCHINDUCTOR_MAX_AUTOTUNE_GEMM_BACKENDS=${TORCHINDUCTOR_MAX_AUTOTUNE_GEMM_BACKENDS:-ATEN}
@@ -59,7 +64,7 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, go on after a failu
 }
 
 echo "plan: preset=$PRESET device=$DEV dtype=$DTYPE iters=$ITERS warmup=$WARMUP steps=$STEPS compare=$COMPARE out=$OUT"
-echo "  1 wheels  2 machine  3 pipeline torch  4 kernels (if present)"
+echo "  1 wheels  2 machine  3 pipeline torch (+ memory plans: $PLANS, estimate)  4 kernels (if present)"
 echo "  5 networks $COMPARE + cost model  6 networks torch,tensorrt (if tensorrt)  7 plot"
 
 # 1. carried wheels (pure-python packages the GPU image lacks)
@@ -99,6 +104,19 @@ PYEOF
 # 3. the whole pipeline once, eager: where the time goes, and peak memory
 step pipeline $((T / 2)) $PY -m hi3d.bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --backend torch \
   --warmup 0 --iters 1 --steps "$STEPS" --out "$OUT/pipeline.json"
+
+# 3b. the other memory plans, one run each (printed to report.log), beside the CPU estimate
+#     (the dry run skips the estimate: fake tensors cost ~1 ms an op, and tests/test_memory_estimate.py covers it)
+MEM_LOG=$(mktemp)
+MEM_CMD=($PY -m hi3d.bench.memory --preset "$PRESET" --dtype "$DTYPE" --out "$OUT/memory.json")
+if [[ $DRY == 1 ]]; then echo "dry run: would run ${MEM_CMD[*]}" > "$MEM_LOG"; MEM_PID=
+else timeout $T "${MEM_CMD[@]}" > "$MEM_LOG" 2>&1 & MEM_PID=$!; fi
+for plan in $PLANS; do
+  step "pipeline_$plan" $((T / 2)) $PY -m hi3d.bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" \
+    --backend torch --memory-plan "$plan" --warmup 0 --iters 1 --steps "$STEPS"
+done
+[[ -z $MEM_PID ]] || wait $MEM_PID || FAILED+=("memory:$?")
+echo "== [memory] estimate (allocated tensors; compare with the peak CUDA MiB rows above)"; cat "$MEM_LOG"; rm -f "$MEM_LOG"
 
 # 4. the kernels helpers' benchmarks, when their scripts exist (each takes --out JSON)
 for k in kernels kernels_gaussians; do

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +52,7 @@ from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.config import PRESETS, Hi3DConfig, StageConfig
 from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write_json
+from hi3d.engine.memory_plans import PLAN_CHOICES
 from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
 from hi3d.engine.recon import reconstruct
 from hi3d.engine.recon.config import recon_preset
@@ -93,14 +94,12 @@ class _TimedRunner:
             return self.runner(*inputs)
 
 
-def instrument(pipe: Hi3DPipeline, recorder: Recorder) -> None:
-    """Wrap the pipeline's stage methods and runners (on this instance only) with timers."""
+def instrument(pipe: Hi3DPipeline, recorder: Recorder, stage_peaks: dict[str, int] | None = None) -> None:
+    """Wrap the pipeline's stage methods and runners (on this instance only) with timers;
+    `stage_peaks` gets torch.cuda.max_memory_allocated of each stage (the largest seen)."""
     stage = ["stage1"]  # which stage the wrapped calls belong to, set by generate_stage1/2
     nets = pipe.nets
-    pipe.nets = Networks(
-        **{n: _TimedRunner(r, n, recorder, stage) for n, r in nets.runners().items()},
-        device=nets.device, dtype=nets.dtype,
-    )
+    pipe.nets = replace(nets, **{n: _TimedRunner(r, n, recorder, stage) for n, r in nets.runners().items()})
 
     def wrap(method: str, label: str | None = None, set_stage: str | None = None) -> None:
         inner = getattr(pipe, method)
@@ -108,8 +107,14 @@ def instrument(pipe: Hi3DPipeline, recorder: Recorder) -> None:
         def timed(*args: Any, **kwargs: Any) -> Any:
             if set_stage:
                 stage[0] = set_stage
-            with recorder.span(f"{stage[0]}.{label or method}"):
-                return inner(*args, **kwargs)
+                reset_cuda_peak(recorder.device)
+            try:
+                with recorder.span(f"{stage[0]}.{label or method}"):
+                    return inner(*args, **kwargs)
+            finally:
+                peak = cuda_peak_bytes(recorder.device)
+                if set_stage and peak is not None and stage_peaks is not None:
+                    stage_peaks[set_stage] = max(peak, stage_peaks.get(set_stage, 0))
 
         setattr(pipe, method, timed)
 
@@ -174,11 +179,11 @@ def bench(backends: list[str], setup: BenchSetup, warmup: int, iters: int, steps
     r1, r2 = setup.cfg.stage1.resolution, setup.cfg.stage2.resolution
     images = (torch.rand(1, 3, r1, r1, generator=g) * 2 - 1, torch.rand(1, 3, r2, r2, generator=g) * 2 - 1)
     recon = recon_run(setup.cfg, setup.device)
-    pipes, recorders, peaks = {}, {}, {}
+    pipes, recorders, peaks, stage_peaks = {}, {}, {}, {}
     for b in backends:
-        recorders[b] = Recorder(setup.device)
+        recorders[b], stage_peaks[b] = Recorder(setup.device), {}
         pipes[b] = Hi3DPipeline(setup.cfg, setup.networks(b))
-        instrument(pipes[b], recorders[b])
+        instrument(pipes[b], recorders[b], stage_peaks[b])
         peaks[b] = {"rss": 0, "cuda": None}
         print(f"[{b}] warm-up: {warmup} iteration(s)", flush=True)
         for _ in range(warmup):
@@ -200,6 +205,8 @@ def bench(backends: list[str], setup: BenchSetup, warmup: int, iters: int, steps
             "components": collapse(recorders[b], iters),
             "peak_rss_mib": mib(peaks[b]["rss"]),
             "peak_cuda_allocated_mib": mib(peaks[b]["cuda"]),
+            "peak_cuda_allocated_mib_by_stage": {k: mib(v) for k, v in stage_peaks[b].items()},
+            "memory_plan": pipes[b].nets.plan.name,
         }
     return results
 
@@ -259,7 +266,8 @@ def print_report(report: dict[str, Any]) -> None:
     backends = list(report["backends"])
     m = report["machine"]
     print(f"\npreset {report['preset']}, {report['steps']} steps, {m['device']} {m.get('gpu', m['cpu'])}, "
-          f"{report['dtype']}, {report['iters']} iterations after {report['warmup']} warm-up")
+          f"{report['dtype']}, memory plan {report['memory_plan']}, {report['iters']} iterations after "
+          f"{report['warmup']} warm-up")
     names = [c for c in COMPONENTS if any(c in report["backends"][b]["components"] for b in backends)]
     headers = ["component"] + [f"{b} {s}" for b in backends for s in ("median ms", "p90", "min")]
     rows = []
@@ -271,6 +279,9 @@ def print_report(report: dict[str, Any]) -> None:
         rows.append(row)
     for label, key in (("peak RSS MiB", "peak_rss_mib"), ("peak CUDA MiB", "peak_cuda_allocated_mib")):
         rows.append([label] + sum(([report["backends"][b][key], None, None] for b in backends), []))
+    for st in ("stage1", "stage2"):
+        rows.append([f"peak CUDA MiB {st}"] + sum(([report["backends"][b].get("peak_cuda_allocated_mib_by_stage", {})
+                                                     .get(st), None, None] for b in backends), []))
     print(format_table(headers, rows))
     if "ratios" in report:
         (pair, r), = report["ratios"].items()
@@ -295,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="time each stage's network calls alone (UNet steps, VAE decodes), not the pipeline")
     ap.add_argument("--threads", type=int,
                     help="CPU threads of torch and ONNX Runtime (default: 1 on CPU; the libraries' own on CUDA)")
+    ap.add_argument("--memory-plan", default="resident", choices=PLAN_CHOICES,
+                    help="engine/memory_plans.py (docs/generation.md#memory-plans)")
     ap.add_argument("--out", type=Path, help="write the report here as JSON")
     args = ap.parse_args(argv)
 
@@ -308,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if b not in BACKENDS:
                 raise InvalidInput(f"--compare: unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
         opts = EngineOptions(preset=args.preset, weights=args.weights, backend=backends[0], device=args.device,
-                             dtype=args.dtype, artifacts=args.artifacts)
+                             dtype=args.dtype, artifacts=args.artifacts, memory_plan=args.memory_plan)
         cfg = opts.config()
         steps = GenerationParams(steps=args.steps).steps or cfg.stage1.sampler.steps
     except InvalidInput as e:
@@ -323,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "preset": cfg.name, "steps": steps, "dtype": str(setup.dtype).removeprefix("torch."),
         "warmup": args.warmup, "iters": args.iters, "machine": machine_info(setup.device),
+        "memory_plan": args.memory_plan,
         "mode": "networks" if args.networks_only else "pipeline",
         "backends": (bench_networks(backends, setup, args.warmup, args.iters) if args.networks_only
                      else bench(backends, setup, args.warmup, args.iters, steps)),

@@ -1,6 +1,8 @@
 """Image -> 16 orbit views at stage-1 resolution -> 16 refined views at stage-2 resolution.
 
-Backend-agnostic: every network is a `Runner` from `engine.backends`. Randomness comes
+Backend-agnostic: every network is a `Runner` from `engine.backends`; the networks' memory
+plan (engine/memory_plans.py) says how to cut the big calls, and their `placement` is told
+which stage runs. Randomness comes
 from one CPU `torch.Generator` seeded per call, drawn in a fixed order, so a seed gives
 the same views on any device and backend (up to the backend's numerics).
 """
@@ -143,12 +145,21 @@ class Hi3DPipeline:
                 x = sampling.blend(x, noise, blend_refs, sigma, alpha)
             _, _, c_in, c_noise = sampling.v_scalings(sigma)
             sample = torch.cat([(c_in * x).expand(2, *x.shape), conds.concat], dim=2)  # [2, F, C, h, w]
-            out = self._run(unet, sample, c_noise.expand(2), conds.context, conds.vector).cpu()
+            out = self._unet(unet, sample, c_noise.expand(2), conds.context, conds.vector)
             d = sampling.denoised(x, out, sigma)  # [2, F, 4, h, w]
             x = sampling.euler_step(x, sampling.guide(d[0], d[1], scales), sigma, sigmas[i + 1])
             if progress:
                 progress(name, i + 1, steps)
         return x
+
+    def _unet(self, unet: Runner, sample: Tensor, c_noise: Tensor, context: Tensor, vector: Tensor) -> Tensor:
+        """One UNet call on the CFG batch, or (plan.split_cfg) one per row: each row of the
+        batch is computed independently, so two half batches are the same arithmetic."""
+        if not self.nets.plan.split_cfg:
+            return self._run(unet, sample, c_noise, context, vector).cpu()
+        rows = [self._run(unet, sample[i : i + 1], c_noise[i : i + 1], context[i : i + 1], vector[i : i + 1]).cpu()
+                for i in range(sample.shape[0])]
+        return torch.cat(rows)
 
     def decode(self, latents: Tensor, chunk: int) -> Tensor:
         """Scaled latents -> [-1, 1] pixels, `chunk` frames at a time (upstream: 16 then 1)."""
@@ -160,6 +171,7 @@ class Hi3DPipeline:
     def generate_stage1(self, image1: Tensor, p: GenerationParams, progress: Progress | None = None) -> Tensor:
         """image1 [1, 3, R1, R1] -> views [F, 3, R1, R1]. Draws: cond noise, then latent noise."""
         c = self.cfg
+        self.nets.placement.enter("stage1")
         g = torch.Generator().manual_seed(p.seed)
         conds = self.stage1_conditions(image1, p.elevation, g)
         h = c.stage1.resolution // c.latent_factor
@@ -167,13 +179,14 @@ class Hi3DPipeline:
         steps = p.steps or c.stage1.sampler.steps
         cfg_max = p.cfg_max1 if p.cfg_max1 is not None else c.stage1.sampler.cfg_max
         latents = self.sample(self.nets.unet1, c.stage1, conds, noise, steps, cfg_max, None, progress, "stage1")
-        return self.decode(latents, chunk=c.num_frames)
+        return self.decode(latents, chunk=self.nets.plan.decode_frames or c.num_frames)
 
     def generate_stage2(
         self, image2: Tensor, views1: Tensor, p: GenerationParams, progress: Progress | None = None
     ) -> Tensor:
         """image2 [1, 3, R2, R2] + stage-1 views -> views [F, 3, R2, R2]."""
         c = self.cfg
+        self.nets.placement.enter("stage2")
         g = torch.Generator().manual_seed(p.seed + 1)  # independent of stage 1's draws
         frames = self.stage2_inputs(image2, views1)
         conds = self.stage2_conditions(frames, p.elevation, g)

@@ -11,7 +11,7 @@ network models run it, and a `build(request) -> Networks` function.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 from hi3d.engine.backends import DTYPES, Networks, default_dtype
 from hi3d.engine.config import Hi3DConfig, preset
 from hi3d.engine.errors import InvalidInput
+from hi3d.engine.memory_plans import RESIDENT, MemoryPlan, check_plan_name
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class NetworkRequest:
     threads: int = 0  # ONNX Runtime intra-op threads (0: its default)
     cuda_graphs: bool = False  # tensorrt: replay each call shape from a captured graph
     log: Callable[[str], None] = field(default=print, compare=False)
+    memory_plan: MemoryPlan = RESIDENT  # engine/memory_plans.py; `auto` is resolved before this
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,25 @@ def _modules(r: NetworkRequest) -> dict[str, nn.Module]:
 def _torch(r: NetworkRequest) -> Networks:
     from hi3d.engine.backends.torch_backend import torch_networks
 
-    return torch_networks(_modules(r), r.device, r.dtype)
+    return torch_networks(_modules(r), r.device, r.dtype, plan=r.memory_plan)
 
 
 def _compiled(r: NetworkRequest) -> Networks:
     from hi3d.engine.backends.torch_backend import torch_networks
 
-    return torch_networks(_modules(r), r.device, r.dtype, compile=True)
+    return torch_networks(_modules(r), r.device, r.dtype, compile=True, plan=r.memory_plan)
+
+
+def _session_plan(r: NetworkRequest, backend: str) -> MemoryPlan:
+    """What of the plan an exported backend can follow: its sessions own their weights (all on
+    the device) and their graphs are fixed, so only the pipeline's CFG split and per-frame
+    decode apply. Says so rather than ignore the rest."""
+    plan = r.memory_plan
+    if plan.staged or plan.ff_chunk:
+        r.log(f"{backend}: memory plan {plan.name!r} applies only the CFG split and per-frame decode "
+              f"(split_cfg={plan.split_cfg}, decode_frames={plan.decode_frames}); every network's weights "
+              "stay on the device and the graphs are not chunked")
+    return replace(plan, staged=False, ff_chunk=None)
 
 
 def _onnx_graphs(r: NetworkRequest) -> dict[str, Path]:
@@ -74,7 +88,8 @@ def _onnxruntime(r: NetworkRequest) -> Networks:
     from hi3d.engine.backends.onnxruntime_backend import OnnxRuntimeRunner
 
     runners = {name: OnnxRuntimeRunner(path, r.device, threads=r.threads) for name, path in _onnx_graphs(r).items()}
-    return Networks(**runners, device=r.device, dtype=torch.float32)  # the graphs take fp32
+    return Networks(**runners, device=r.device, dtype=torch.float32,  # the graphs take fp32
+                    plan=_session_plan(r, "onnxruntime"))
 
 
 def _tensorrt(r: NetworkRequest) -> Networks:
@@ -99,7 +114,8 @@ def _tensorrt(r: NetworkRequest) -> Networks:
     for name, onnx_path in graphs.items():
         plan = ensure_engine(specs[name], onnx_path, engines, precision, env, build_engine, r.log)
         runners[name] = TensorRTRunner(plan.path, r.device, cuda_graphs=r.cuda_graphs)
-    return Networks(**runners, device=r.device, dtype=torch.float32)  # fp32 I/O, fp16 inside
+    return Networks(**runners, device=r.device, dtype=torch.float32,  # fp32 I/O, fp16 inside
+                    plan=_session_plan(r, "tensorrt"))
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
@@ -132,9 +148,11 @@ class EngineOptions:
     device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
     dtype: str | None = None  # a DTYPES name; None: fp16 on CUDA, fp32 on CPU
     artifacts: Path = Path("build")
+    memory_plan: str = "resident"  # a PLAN_CHOICES name (engine/memory_plans.py); auto: the fastest that fits
 
     def __post_init__(self) -> None:
         backend_named(self.backend)
+        check_plan_name(self.memory_plan)
         preset(self.preset_name)
         try:
             device = torch.device(self.device)
@@ -166,8 +184,17 @@ class EngineOptions:
     def config(self) -> Hi3DConfig:
         return preset(self.preset_name)
 
+    def plan(self, cfg: Hi3DConfig) -> MemoryPlan:
+        """The memory plan; `auto` estimates every plan (a minute on the CPU at full size) and
+        takes the fastest that fits the device's free memory now."""
+        from hi3d.engine.memory_estimate import resolve_plan
+
+        return resolve_plan(self.memory_plan, cfg, self.torch_device, self.torch_dtype)
+
     def request(self, cfg: Hi3DConfig, **extra) -> NetworkRequest:
         """A NetworkRequest for `cfg` (e.g. with other steps); `extra`: its optional fields."""
+        if "memory_plan" not in extra:  # not setdefault: resolving `auto` runs an estimate
+            extra["memory_plan"] = self.plan(cfg)
         return NetworkRequest(cfg, self.torch_device, self.torch_dtype, self.weights, Path(self.artifacts), **extra)
 
     def networks(self, cfg: Hi3DConfig, **extra) -> Networks:

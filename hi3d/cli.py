@@ -21,6 +21,7 @@ import torch
 from hi3d.engine.backends import DTYPES
 from hi3d.engine.config import PRESETS
 from hi3d.engine.errors import InvalidInput
+from hi3d.engine.memory_plans import PLANS
 from hi3d.engine.recon.config import PRESETS as RECON_PRESETS
 from hi3d.export.backends import BACKENDS, EngineOptions
 
@@ -62,7 +63,7 @@ def _recon_progress():
 # --- generate --------------------------------------------------------------------------
 def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(preset=args.preset, weights=args.weights, backend=args.backend, device=args.device,
-                         dtype=args.dtype, artifacts=args.artifacts)
+                         dtype=args.dtype, artifacts=args.artifacts, memory_plan=args.memory_plan)
 
 
 def recon_config(args: argparse.Namespace):
@@ -166,6 +167,14 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=list(BACKENDS),
                    help="; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values()))
     p.add_argument("--artifacts", type=Path, default=Path("build"), help="ONNX/TensorRT artifacts (onnxruntime, tensorrt)")
+    add_memory_plan_arg(p)
+
+
+def add_memory_plan_arg(p: argparse.ArgumentParser) -> None:
+    """--memory-plan: any string, so that EngineOptions refuses a bad one (exit 2 naming the choices)."""
+    p.add_argument("--memory-plan", default="resident", metavar="auto|" + "|".join(PLANS),
+                   help="; ".join(f"{plan.name}: {plan.summary}" for plan in PLANS.values())
+                   + "; auto: the fastest whose estimate fits the free device memory (docs/generation.md)")
 
 
 def _add_recon_args(p: argparse.ArgumentParser, elevation: float = 0.0, preset_flag: str = "--preset") -> None:

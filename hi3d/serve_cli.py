@@ -16,6 +16,7 @@ from pathlib import Path
 from hi3d.engine.backends import DTYPES
 from hi3d.engine.config import PRESETS
 from hi3d.engine.errors import InvalidInput
+from hi3d.engine.memory_plans import PLAN_CHOICES
 from hi3d.export.backends import BACKENDS
 
 KEY_ENV = "HI3D_ADMIN_KEY"
@@ -62,6 +63,7 @@ def cmd_build_repo(args: argparse.Namespace) -> int:
         preset=args.preset, backend=args.backend, weights=args.weights, artifacts=args.artifacts, kind=args.kind,
         gpus=args.gpus, instances=args.instances, max_batch=args.max_batch, batch_delay_us=args.batch_delay_us,
         max_image_bytes=args.max_image_bytes, gpu_dtype=args.gpu_dtype, python_paths=paths,
+        memory_plan=args.memory_plan,
     )
     models = build_repository(args.out, opts)
     print(f"{args.out}: {len(models)} models ({', '.join(models)}); {args.backend} backend, {args.preset} preset, "
@@ -176,6 +178,9 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--batch-delay-us", type=int, default=5000, help="how long a UNet call waits for others to join")
     b.add_argument("--max-image-bytes", type=int, default=32 << 20)
     b.add_argument("--gpu-dtype", choices=list(DTYPES), default="fp16", help="torch backend on GPU")
+    b.add_argument("--memory-plan", default="resident", metavar="|".join(PLAN_CHOICES),
+                   help="recorded in the repository only: each served network is its own model with its "
+                        "own weights, so no plan changes what the served models hold (docs/serving.md)")
     b.add_argument("--python-path", action="append", help="sys.path entries for model.py (default: this checkout)")
     b.add_argument("--cache-dir", **cache)
     b.set_defaults(func=cmd_build_repo)

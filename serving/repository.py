@@ -24,6 +24,7 @@ from hi3d.engine.backends import DTYPES
 from hi3d.engine.backends.tensorrt_backend import BuildEnv
 from hi3d.engine.config import Hi3DConfig, preset
 from hi3d.engine.errors import InvalidInput
+from hi3d.engine.memory_plans import check_plan_name
 from hi3d.export import artifacts
 from hi3d.export.artifact_dir import ArtifactDir
 from hi3d.export.backends import backend_named
@@ -56,9 +57,13 @@ class RepositoryOptions:
     gpu_dtype: str = "fp16"  # torch backend on GPU
     python_paths: tuple[str, ...] = ()  # prepended to sys.path in every model.py (docs/serving.md)
     trt_env: BuildEnv | None = None  # tensorrt: the engines' TensorRT and GPU (None: this host's)
+    # Recorded only: Triton loads every network model (its own weights) at start, so staging has
+    # nothing to move, and the samplers batch CFG rows across requests, which a split would undo.
+    memory_plan: str = "resident"
 
     def validate(self) -> None:
         backend_named(self.backend)
+        check_plan_name(self.memory_plan)
         preset(self.preset)
         if self.weights is not None and not Path(self.weights).is_dir():
             raise InvalidInput(f"weights: {self.weights} is not a directory")

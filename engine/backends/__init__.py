@@ -8,13 +8,14 @@ The runners live here; the registry that picks one by name is `hi3d.export.backe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from hi3d.engine.config import NETWORK_NAMES
+from hi3d.engine.memory_plans import RESIDENT, MemoryPlan
 
 # The compute dtypes a user may name (CLI, bench, serving): the one table of them.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -40,6 +41,21 @@ class Runner(Protocol):
     def __call__(self, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]: ...
 
 
+class Placement(Protocol):
+    """Where the networks' weights live. The pipeline announces each stage before running it;
+    a backend that can move weights (torch) brings that stage's networks onto the device."""
+
+    def enter(self, stage: str) -> None: ...
+
+
+class AllResident:
+    """Every network stays where the backend put it (ONNX Runtime and TensorRT sessions own
+    their weights)."""
+
+    def enter(self, stage: str) -> None:
+        pass
+
+
 @dataclass
 class Networks:
     clip: Runner
@@ -51,6 +67,8 @@ class Networks:
     depth: Runner
     device: torch.device
     dtype: torch.dtype  # what the runners compute in; the pipeline casts inputs to it
+    plan: MemoryPlan = RESIDENT  # the pipeline follows its CFG split and decode chunking
+    placement: Placement = field(default_factory=AllResident)
 
     def runners(self) -> dict[str, Runner]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in NETWORK_NAMES}
