@@ -8,29 +8,18 @@ import trimesh
 
 from hi3d.cli import main as hi3d_main
 from hi3d.engine.cameras import hi3d_cameras, orbit_cameras
-from hi3d.engine.recon.config import TextureConfig
+from hi3d.engine.recon.config import TextureConfig, recon_options
 from hi3d.engine.recon.mesh import Mesh, extract_mesh, save_mesh
 from hi3d.engine.recon.mesh_render import render_mesh, sample_texture
+from hi3d.engine.recon.quality import HELD_OUT_AZIMUTHS, psnr, render_reconstruction
 from hi3d.engine.recon.shapes import SHAPES
 from hi3d.engine.recon.texture import bake_texture
 
 ELEVATION = 10.0
 VIEW_SIZE = 128
-HELD_OUT = [11.25, 101.25, 191.25, 281.25]  # midway between orbit views: no view saw exactly this
 # Measured 33.3 dB (texture) vs 29.2 dB (vertex colors) on the composite, 2026-12-02.
 MIN_TEXTURE_PSNR = 31.0
 MIN_GAIN_DB = 2.0
-
-
-def _masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    return float(-10 * np.log10(((a - b) ** 2)[mask].mean()))
-
-
-def _textured_render(mesh: Mesh, cameras) -> np.ndarray:
-    tex = mesh.texture
-    # The views carry the (view-independent) shading, so the texture does too: no shading again.
-    return render_mesh(mesh.vertices, mesh.faces, mesh.colors, cameras, shade=False,
-                       texture=(tex.uv[tex.uv_faces], tex.image / 255.0))
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +37,15 @@ def test_baked_texture_beats_vertex_colors_at_held_out_views(gt_meshes, baked_co
     gt = gt_meshes["composite"]
     mesh, baked = baked_composite
     assert baked.texture.image.shape == (256, 256, 3)
-    held = orbit_cameras(HELD_OUT, ELEVATION, 96)
+    held = orbit_cameras(HELD_OUT_AZIMUTHS, ELEVATION, 96)  # midway between orbit views
     target = render_mesh(gt.vertices, gt.faces, gt.colors, held)
     # Vertex colors get every advantage: exact albedo, shaded exactly as the ground truth is.
     vertex = render_mesh(mesh.vertices, mesh.faces, mesh.colors, held)
-    textured = _textured_render(baked, held)
+    textured = render_reconstruction(baked, held)  # the texture holds the views' shading
     # Color error where both surfaces cover the pixel; the coarse mesh's silhouette is geometry, not color.
     both = (target[..., 3] > 0.999) & (vertex[..., 3] > 0.999)
-    psnr_tex = _masked_psnr(textured[..., :3], target[..., :3], both)
-    psnr_vertex = _masked_psnr(vertex[..., :3], target[..., :3], both)
+    psnr_tex = psnr(textured[..., :3], target[..., :3], both)
+    psnr_vertex = psnr(vertex[..., :3], target[..., :3], both)
     assert psnr_tex > MIN_TEXTURE_PSNR
     assert psnr_tex > psnr_vertex + MIN_GAIN_DB
 
@@ -142,3 +131,9 @@ def test_demo_writes_a_glb_with_a_texture_of_the_requested_size(tmp_path):
     glb = trimesh.load(out / "demo.glb", force="mesh")
     assert glb.visual.kind == "texture"
     assert glb.visual.material.baseColorTexture.size == (128, 128)
+
+
+def test_texture_options_reach_the_config():
+    assert recon_options("cpu_small").texture == TextureConfig()  # on by default, 2048^2
+    assert recon_options("test", texture_size=512).texture.size == 512
+    assert recon_options("gpu", cuda_available=True, vertex_colors=True).texture.enabled is False
