@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +13,7 @@ from skimage.measure import marching_cubes
 
 from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write
+from hi3d.engine.images import png_bytes
 from hi3d.engine.recon.mesh_render import vertex_normals
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
@@ -120,14 +120,12 @@ def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
         raise InvalidInput(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_FORMATS}")
     tm = mesh.to_trimesh(textured=suffix != ".ply")
     if suffix == ".obj" and mesh.texture is not None:
-        text, files = trimesh.exchange.obj.export_obj(tm, return_texture=True, mtl_name=f"{path.stem}.mtl")
-        png = BytesIO()
-        Image.fromarray(mesh.texture.image).save(png, format="PNG")
-        # trimesh names the texture after the material; ours is named after the mesh
         mtl_name, texture_name = f"{path.stem}.mtl", f"{path.stem}.png"
+        text, files = trimesh.exchange.obj.export_obj(tm, return_texture=True, mtl_name=mtl_name)
+        # trimesh names the texture after the material; ours is named after the mesh
         old = next(name for name in files if name.lower().endswith(".png"))
         mtl = files[mtl_name].decode().replace(old, texture_name)
-        atomic_write(path.with_name(texture_name), png.getvalue())
+        atomic_write(path.with_name(texture_name), png_bytes(mesh.texture.image))
         atomic_write(path.with_name(mtl_name), mtl.encode())
         atomic_write(path, text.encode())
         return path
