@@ -69,7 +69,8 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 def recon_config(args: argparse.Namespace):
     from hi3d.engine.recon.config import recon_options
 
-    return recon_options(args.recon_preset, args.seed, args.interp, torch.cuda.is_available())
+    return recon_options(args.recon_preset, args.seed, args.interp, torch.cuda.is_available(),
+                         args.texture_size, args.vertex_colors)
 
 
 def generate(opts: EngineOptions, params, image: Path, out: Path, remove_background: bool, recon=None) -> int:
@@ -184,6 +185,9 @@ def _add_recon_args(p: argparse.ArgumentParser, elevation: float = 0.0, preset_f
     p.add_argument("--interp", type=int, default=None, metavar="M",
                    help="extra views rendered from the 3DGS (default 16; 0 skips the 3DGS)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--texture-size", type=positive_int, default=None, metavar="N",
+                   help="texture atlas of N x N texels baked from the views (default 2048)")
+    p.add_argument("--vertex-colors", action="store_true", help="no texture: vertex colors only")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="CPU threads for torch (default 1: the fits' many small ops gain little from more, "
                         "and lose a lot when the cores are shared)")

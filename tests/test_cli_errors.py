@@ -70,6 +70,7 @@ RECONSTRUCT = [
     (["--out", "m.glb", "--threads", "0"], "--threads"),
     (["--out", "m.glb", "--preset", "huge"], "--preset"),
     (["--out", "m.glb", "--elevation", "high"], "--elevation"),
+    (["--out", "m.glb", "--texture-size", "8"], "texture-size"),
 ] + ([(["--out", "m.glb", "--preset", "gpu"], "CUDA")] if NO_CUDA else [])
 
 

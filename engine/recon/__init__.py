@@ -1,8 +1,9 @@
-"""Hi3D's third step: 16 orbit views -> watertight, vertex-colored triangle mesh.
+"""Hi3D's third step: 16 orbit views -> watertight, textured triangle mesh.
 
 16 views --3DGS fit--> M views rendered between neighbouring orbit views --hash-grid NeuS
 on the 16 + M views--> SDF --marching cubes, largest component--> Mesh (+ colors from
-the NeuS color field). Camera convention: engine.cameras.
+the NeuS color field) --xatlas UVs, the 16 views baked at their full resolution--> texture.
+Camera convention: engine.cameras.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from hi3d.engine.recon.config import PRESETS, ReconConfig, recon_preset
 from hi3d.engine.recon.gaussians import fit_gaussians, render_views, save_gaussians_ply
 from hi3d.engine.recon.mesh import Mesh, extract_mesh, load_mesh, save_mesh
 from hi3d.engine.recon.neus import field_functions, fit_neus
+from hi3d.engine.recon.texture import bake_texture
 from hi3d.engine.recon.views import (
     check_views,
     foreground_masks,
@@ -42,6 +44,8 @@ def reconstruct(
     `progress(stage, step, total, loss)` is called after every optimisation step of the
     stages "gaussians" and "neus". With cfg.num_interp == 0 the 3DGS fit is skipped
     (unless `gaussians_path` asks for the Gaussians, saved as a standard 3DGS .ply).
+    With cfg.texture.enabled the 16 views, at their input resolution, are baked into a
+    texture atlas (engine.recon.texture); the vertex colors stay as well.
     """
     check_views(views)
     device = torch.device(cfg.device)
@@ -70,7 +74,10 @@ def reconstruct(
         images.permute(0, 2, 3, 1), masks[:, 0], cameras, cfg.neus, cfg.kernel_impl, cfg.seed, progress
     )
     sdf_fn, color_fn = field_functions(field, device)
-    return extract_mesh(sdf_fn, color_fn, cfg.mc_resolution, bound=1.0)
+    mesh = extract_mesh(sdf_fn, color_fn, cfg.mc_resolution, bound=1.0)
+    if not cfg.texture.enabled:
+        return mesh
+    return bake_texture(mesh, views.cpu(), hi3d_cameras(elevation_deg, views.shape[-1]), cfg.texture)
 
 
 def _resize_mask(masks: Tensor, size: int) -> Tensor:  # [V, 1, H, W] -> [V, 1, size, size]

@@ -3,6 +3,7 @@
 - `test`: tiny, for the test suite (well under a minute on one CPU core).
 - `cpu_small`: the CPU default (the demo): 16 views at 128 px, a few minutes on 2 cores.
 - `gpu`: 1024 px views, bigger fields, aimed at < 10 s on one H100 with the fused kernels.
+Every preset bakes the input views into a 2048^2 texture atlas (`test`: 256^2).
 """
 from __future__ import annotations
 
@@ -59,6 +60,19 @@ class NeuSConfig:
 
 
 @dataclass(frozen=True)
+class TextureConfig:
+    """Baking the input views into a UV texture atlas (engine.recon.texture)."""
+
+    enabled: bool = True  # False: the mesh keeps only its vertex colors (--vertex-colors)
+    size: int = 2048  # atlas width = height, texels (--texture-size)
+    padding: int = 2  # texels xatlas leaves between charts
+    cosine_power: float = 4.0  # a view's weight: cos(normal, direction to the camera) ** power
+    depth_tolerance: float = 0.005  # world units a texel may lie behind the z-buffer and still count as seen ...
+    depth_tolerance_px: float = 2.0  # ... plus this many pixel footprints (slopes, the 3x3 min of the z-buffer)
+    dilation: int = 8  # texels the colors are pushed out past chart borders, so filtering never reads empty texels
+
+
+@dataclass(frozen=True)
 class ReconConfig:
     image_size: int = 128  # views are resized to this square size for NeuS (and rendered at it)
     gs_image_size: int = 64  # ... and to this size for the 3DGS fit
@@ -69,6 +83,7 @@ class ReconConfig:
     kernel_impl: str = "auto"  # rasterizer / hash grid implementation ("torch" on CPU)
     gaussians: GaussianFitConfig = field(default_factory=GaussianFitConfig)
     neus: NeuSConfig = field(default_factory=NeuSConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
 
 
 def recon_preset(name: str) -> ReconConfig:
@@ -85,6 +100,7 @@ def recon_preset(name: str) -> ReconConfig:
                 NeuSConfig(), n_levels=4, log2_hashmap_size=12, max_resolution=64, hidden=32, steps=150,
                 rays_per_step=256, samples_per_ray=32, eikonal_points=512,
             ),
+            texture=TextureConfig(size=256),
         )
     if name == "gpu":
         return ReconConfig(
@@ -105,11 +121,18 @@ PRESETS = ("cpu_small", "test", "gpu")
 
 
 def recon_options(preset: str | None = None, seed: int = 0, num_interp: int | None = None,
-                  cuda_available: bool = False) -> ReconConfig:
-    """The preset a user named (default: gpu with CUDA, else cpu_small) with their seed and
-    M, checked once: the one way every entry point turns choices into a ReconConfig."""
+                  cuda_available: bool = False, texture_size: int | None = None,
+                  vertex_colors: bool = False) -> ReconConfig:
+    """The preset a user named (default: gpu with CUDA, else cpu_small) with their seed, M and
+    texture choices, checked once: the one way every entry point turns choices into a ReconConfig."""
     name = preset or ("gpu" if cuda_available else "cpu_small")
     cfg = replace(recon_preset(name), seed=seed)
+    if texture_size is not None:
+        if texture_size < 16:
+            raise InvalidInput(f"texture-size must be >= 16 texels, got {texture_size}")
+        cfg = replace(cfg, texture=replace(cfg.texture, size=texture_size))
+    if vertex_colors:
+        cfg = replace(cfg, texture=replace(cfg.texture, enabled=False))
     if num_interp is not None:
         if num_interp < 0:
             raise InvalidInput(f"interp (M, the interpolated views) must be >= 0, got {num_interp}")

@@ -8,24 +8,49 @@ from typing import Callable
 
 import numpy as np
 import trimesh
+from PIL import Image
 from skimage.measure import marching_cubes
 
 from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write
+from hi3d.engine.images import png_bytes
 from hi3d.engine.recon.mesh_render import vertex_normals
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
 
 
+@dataclass(frozen=True)
+class TextureAtlas:
+    """A UV layout of a Mesh and its color texture.
+
+    UV corners are separate from the mesh's vertices (a vertex on a chart seam has one UV
+    per chart), so the mesh itself stays closed for the quality metrics.
+    """
+
+    image: np.ndarray  # [S, S, 3] uint8; row 0 is v = 1 (the OBJ / trimesh convention, v up)
+    uv: np.ndarray  # [U, 2] float32 in [0, 1]
+    uv_faces: np.ndarray  # [F, 3] int64 into uv, face for face with Mesh.faces
+    uv_vertex: np.ndarray  # [U] int64: the mesh vertex each UV corner belongs to
+
+
 @dataclass
 class Mesh:
-    """A triangle mesh with per-vertex colors, in the world frame of engine.cameras."""
+    """A triangle mesh with per-vertex colors (and optionally a texture), in the world frame
+    of engine.cameras."""
 
     vertices: np.ndarray  # [V, 3] float32
     faces: np.ndarray  # [F, 3] int64, counter-clockwise seen from outside
     colors: np.ndarray  # [V, 3] float32 in [0, 1]
+    texture: TextureAtlas | None = None
 
-    def to_trimesh(self) -> trimesh.Trimesh:
+    def to_trimesh(self, textured: bool = True) -> trimesh.Trimesh:
+        if textured and self.texture is not None:
+            tex = self.texture
+            material = trimesh.visual.material.PBRMaterial(
+                baseColorTexture=Image.fromarray(tex.image), metallicFactor=0.0, roughnessFactor=1.0
+            )
+            visual = trimesh.visual.TextureVisuals(uv=tex.uv, material=material)
+            return trimesh.Trimesh(self.vertices[tex.uv_vertex], tex.uv_faces, visual=visual, process=False)
         rgba = np.concatenate([np.round(np.clip(self.colors, 0, 1) * 255), np.full((len(self.colors), 1), 255)], 1)
         return trimesh.Trimesh(self.vertices, self.faces, vertex_colors=rgba.astype(np.uint8), process=False)
 
@@ -84,12 +109,27 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
 
 
 def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
-    """Export as .glb, .obj or .ply (chosen by the suffix), with vertex colors."""
+    """Export as .glb, .obj or .ply (chosen by the suffix).
+
+    A textured mesh goes to .glb with its texture as the material's baseColorTexture, and to
+    .obj with a .mtl and a .png beside it (same stem); .ply has no texture: vertex colors.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_FORMATS:
         raise InvalidInput(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_FORMATS}")
-    data = mesh.to_trimesh().export(file_type=suffix[1:])
+    tm = mesh.to_trimesh(textured=suffix != ".ply")
+    if suffix == ".obj" and mesh.texture is not None:
+        mtl_name, texture_name = f"{path.stem}.mtl", f"{path.stem}.png"
+        text, files = trimesh.exchange.obj.export_obj(tm, return_texture=True, mtl_name=mtl_name)
+        # trimesh names the texture after the material; ours is named after the mesh
+        old = next(name for name in files if name.lower().endswith(".png"))
+        mtl = files[mtl_name].decode().replace(old, texture_name)
+        atomic_write(path.with_name(texture_name), png_bytes(mesh.texture.image))
+        atomic_write(path.with_name(mtl_name), mtl.encode())
+        atomic_write(path, text.encode())
+        return path
+    data = tm.export(file_type=suffix[1:])
     atomic_write(path, data if isinstance(data, bytes) else data.encode())
     return path
 

@@ -1,13 +1,14 @@
-"""A small z-buffer triangle rasterizer (numpy) for vertex-colored meshes.
+"""A small z-buffer triangle rasterizer (numpy) for vertex-colored and textured meshes.
 
-It renders ground-truth meshes into Hi3D's view layout (white background, straight alpha)
-and, orthographically, counts ray crossings for the volume-IoU occupancy test. Triangles
-are rasterized in buckets of equal bounding-window size, so the work is vectorized even
-though triangle sizes vary.
+It renders meshes into Hi3D's view layout (white background, straight alpha), gives the
+z-buffers that texture baking tests visibility against, and, orthographically, counts ray
+crossings for the volume-IoU occupancy test. Triangles are rasterized in buckets of equal
+bounding-window size, so the work is vectorized even though triangle sizes vary.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from hi3d.engine.cameras import Cameras
 
@@ -77,6 +78,42 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:  # [V
     return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
+def project(vertices: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World points [N, 3] -> pixel coordinates [N, 2] and camera depth [N] (OpenCV camera)."""
+    cam = vertices @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[:, 2]
+    if (z <= 1e-6).any():
+        raise ValueError("mesh reaches behind a camera; keep objects inside the unit sphere")
+    return (cam[:, :2] / z[:, None]) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]], z
+
+
+def depth_maps(vertices: np.ndarray, faces: np.ndarray, cameras: Cameras) -> torch.Tensor:
+    """A z-buffer per camera: [N, H, W] camera depth of the nearest surface, +inf where none."""
+    vertices = np.asarray(vertices, np.float64)
+    size = cameras.size
+    out = []
+    for view in cameras.viewmats.double().numpy():
+        uv, z = project(vertices, view, cameras.K.double().numpy())
+        t, p, bary = triangle_fragments(uv[faces], size, size)
+        depth = 1.0 / (bary / z[faces[t]]).sum(1)  # perspective-correct: 1/z is affine in the image
+        zbuf = torch.full((size * size,), torch.inf, dtype=torch.float32)
+        zbuf.scatter_reduce_(0, torch.from_numpy(p), torch.from_numpy(depth).float(), "amin")
+        out.append(zbuf.reshape(size, size))
+    return torch.stack(out)
+
+
+def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of image [S, S, C] at uv [N, 2] (v up, so row 0 is v = 1), clamped at the borders."""
+    s = image.shape[0]
+    x = np.clip(uv[:, 0] * s - 0.5, 0.0, s - 1.0)
+    y = np.clip((1.0 - uv[:, 1]) * s - 0.5, 0.0, s - 1.0)
+    x0, y0 = np.minimum(np.floor(x).astype(np.int64), s - 2), np.minimum(np.floor(y).astype(np.int64), s - 2)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 def render_mesh(
     vertices: np.ndarray,  # [V, 3] world
     faces: np.ndarray,  # [F, 3]
@@ -84,37 +121,44 @@ def render_mesh(
     cameras: Cameras,
     supersample: int = 2,
     shade: bool = True,
+    texture: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:  # [N, H, W, 4] float32 RGBA in [0, 1], RGB composited on white
-    """Render a mesh from every camera; `supersample`^2 samples per pixel anti-alias edges."""
+    """Render a mesh from every camera; `supersample`^2 samples per pixel anti-alias edges.
+
+    `texture` = (uv of each face corner [F, 3, 2], image [S, S, 3] in [0, 1]) replaces the
+    vertex colors with a texture lookup.
+    """
     vertices = np.asarray(vertices, np.float64)
-    colors = np.asarray(colors, np.float64)
+    factor = np.ones(len(vertices))
     if shade:
         light = LIGHT_DIR / np.linalg.norm(LIGHT_DIR)
         lambert = np.clip(vertex_normals(vertices, faces) @ light, 0.0, 1.0)
-        colors = colors * (AMBIENT + (1.0 - AMBIENT) * lambert)[:, None]
+        factor = AMBIENT + (1.0 - AMBIENT) * lambert
+    if texture is None:
+        corners = (np.asarray(colors, np.float64) * factor[:, None])[faces]  # [F, 3, 3]
+    else:  # interpolate uv and the shading factor, look the texture up per pixel
+        corners = np.concatenate([np.asarray(texture[0], np.float64), factor[faces][..., None]], -1)
     size = cameras.size * supersample
     K = cameras.K.double().numpy().copy()
     K[:2] *= supersample
     out = []
     for view in cameras.viewmats.double().numpy():
-        cam = vertices @ view[:3, :3].T + view[:3, 3]
-        z = cam[:, 2]
-        if (z <= 1e-6).any():
-            raise ValueError("mesh reaches behind a camera; keep objects inside the unit sphere")
-        uv = (cam[:, :2] / z[:, None]) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+        uv, z = project(vertices, view, K)
         t, p, bary = triangle_fragments(uv[faces], size, size)
         inv_z = 1.0 / z[faces[t]]  # [F, 3]: perspective-correct interpolation weights
         w = bary * inv_z
         depth = 1.0 / w.sum(1)
-        rgb = (w[..., None] * colors[faces[t]]).sum(1) * depth[:, None]
+        attr = (w[..., None] * corners[t]).sum(1) * depth[:, None]
         order = np.lexsort((depth, p))  # nearest fragment first within each pixel
-        p, rgb = p[order], rgb[order]
+        p, attr = p[order], attr[order]
         first = np.ones(len(p), bool)
         first[1:] = p[1:] != p[:-1]
+        p, attr = p[first], attr[first]
+        rgb = attr if texture is None else sample_texture(np.asarray(texture[1], np.float64), attr[:, :2]) * attr[:, 2:]
         img = np.ones((size * size, 4))
         img[:, 3] = 0.0
-        img[p[first], :3] = rgb[first]
-        img[p[first], 3] = 1.0
+        img[p, :3] = rgb
+        img[p, 3] = 1.0
         img = img.reshape(cameras.size, supersample, cameras.size, supersample, 4).mean((1, 3))
         out.append(img)
     return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
