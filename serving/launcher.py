@@ -175,12 +175,15 @@ class TritonServer:
         client = self.client()
         try:
             time.sleep(1.0)  # a request accepted just now reaches preprocess and is counted
-            left = in_flight(client, public, self.admin_headers)
+            left, activity = in_flight(client, public, self.admin_headers)
             log(f"draining: {left} request(s) in flight")
-            while left > 0 and time.monotonic() < deadline and self.process.poll() is None:
+            quiet = 0  # consecutive polls with nothing admitted-and-unfinished and no activity
+            while quiet < 4 and time.monotonic() < deadline and self.process.poll() is None:
                 time.sleep(0.5)
-                left = in_flight(client, public, self.admin_headers)
-            return left <= 0
+                left, now = in_flight(client, public, self.admin_headers)
+                quiet = quiet + 1 if left <= 0 and now == activity else 0
+                activity = now
+            return quiet >= 4
         finally:
             client.close()
 
@@ -218,18 +221,19 @@ class TritonServer:
         self.stop()
 
 
-def _finished(stats) -> int:
-    s = stats.inference_stats
-    return s.success.count + s.fail.count
-
-
-def in_flight(client, public: list[str], headers: dict[str, str]) -> int:
-    """Requests of the public models that passed `preprocess` and have not finished: every
-    one of them runs preprocess once and finishes once at its entry point (a request that
-    preprocess refuses counts on both sides)."""
-    stats = {m.name: m for m in client.get_inference_statistics(headers=headers).model_stats}
-    started = _finished(stats["preprocess"]) if "preprocess" in stats else 0
-    return started - sum(_finished(stats[m]) for m in public if m in stats)
+def in_flight(client, public: list[str], headers: dict[str, str]) -> tuple[int, int]:
+    """(requests admitted and not finished, a fingerprint of all activity). Every public
+    request passes `preprocess` once and finishes once at its entry point; one refused at the
+    door fails on both sides. The fingerprint (all models' counts) changes while anything
+    runs, so a drain also waits for it to settle: that covers requests the counts misjudge."""
+    stats = {m.name: m.inference_stats for m in client.get_inference_statistics(headers=headers).model_stats}
+    door = stats.get("preprocess")
+    admitted = door.success.count if door else 0
+    refused = door.fail.count if door else 0
+    succeeded = sum(stats[m].success.count for m in public if m in stats)
+    failed = sum(stats[m].fail.count for m in public if m in stats)
+    activity = hash(tuple(sorted((n, s.success.count, s.fail.count, s.compute_infer.count) for n, s in stats.items())))
+    return admitted - succeeded - max(0, failed - refused), activity
 
 
 @dataclass(frozen=True)

@@ -44,14 +44,24 @@ def test_stubs_are_found_among_a_servers_children(tmp_path):
         parent.wait()
 
 
-def _stats(**finished):
-    def entry(name, n):
+def _stats(**counts):
+    def entry(name, success, fail):
         return SimpleNamespace(name=name, inference_stats=SimpleNamespace(
-            success=SimpleNamespace(count=n - 1), fail=SimpleNamespace(count=1)))
-    return SimpleNamespace(model_stats=[entry(k, v) for k, v in finished.items()])
+            success=SimpleNamespace(count=success), fail=SimpleNamespace(count=fail),
+            compute_infer=SimpleNamespace(count=success + fail)))
+    return SimpleNamespace(model_stats=[entry(k, *v) for k, v in counts.items()])
 
 
 def test_in_flight_is_what_passed_preprocess_and_did_not_finish_at_an_entry_point():
-    client = SimpleNamespace(get_inference_statistics=lambda headers: _stats(preprocess=7, hi3d=3, hi3d_stage1=2,
-                                                                             stage1=40))
-    assert in_flight(client, ["hi3d", "hi3d_stage1"], {}) == 2
+    def client(**counts):
+        return SimpleNamespace(get_inference_statistics=lambda headers: _stats(**counts))
+
+    # 7 admitted, 2 refused at the door (failed at both); 3 + 1 finished well, 1 failed later
+    left, activity = in_flight(client(preprocess=(7, 2), hi3d=(3, 2), hi3d_stage1=(1, 1), stage1=(40, 0)),
+                               ["hi3d", "hi3d_stage1"], {})
+    assert left == 2
+    _, same = in_flight(client(preprocess=(7, 2), hi3d=(3, 2), hi3d_stage1=(1, 1), stage1=(40, 0)),
+                        ["hi3d", "hi3d_stage1"], {})
+    _, busier = in_flight(client(preprocess=(7, 2), hi3d=(3, 2), hi3d_stage1=(1, 1), stage1=(41, 0)),
+                          ["hi3d", "hi3d_stage1"], {})
+    assert same == activity != busier  # a UNet step of a request in flight shows as activity
