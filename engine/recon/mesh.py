@@ -86,12 +86,16 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
 def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     """Export as .glb, .obj or .ply (chosen by the suffix), with vertex colors."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in MESH_FORMATS:
+    if path.suffix.lower() not in MESH_FORMATS:
         raise InvalidInput(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_FORMATS}")
-    data = mesh.to_trimesh().export(file_type=suffix[1:])
-    atomic_write(path, data if isinstance(data, bytes) else data.encode())
+    atomic_write(path, mesh_bytes(mesh, path.suffix))
     return path
+
+
+def mesh_bytes(mesh: Mesh, suffix: str = ".glb") -> bytes:
+    """The file `save_mesh` writes for this suffix, as bytes (the server sends them)."""
+    data = mesh.to_trimesh().export(file_type=suffix.lower().lstrip("."))
+    return data if isinstance(data, bytes) else data.encode()
 
 
 def load_mesh(path: str | os.PathLike) -> Mesh:

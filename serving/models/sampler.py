@@ -4,21 +4,10 @@ random draws are the pipeline's, so a seed gives the same views as `hi3d generat
 import torch
 import triton_python_backend_utils as pb_utils
 
-from hi3d.engine import images
 from hi3d.engine.backends import Networks
 from hi3d.engine.config import preset
-from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.engine.pipeline import Hi3DPipeline
 from hi3d.serving import bls
-from hi3d.serving.networks import NETWORKS, network_io
-
-
-def _runners(cfg) -> dict:
-    runners = {}
-    for name in NETWORKS:
-        io = network_io(cfg, name)
-        columns = tuple(t.name for t in io.inputs if t.reshape == ())
-        runners[name] = bls.TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns)
-    return runners
 
 
 class TritonPythonModel:
@@ -26,19 +15,11 @@ class TritonPythonModel:
         params = bls.parameters(args)
         self.stage = int(params["stage"])
         self.cfg = preset(params["preset"])
-        nets = Networks(**_runners(self.cfg), device=torch.device("cpu"), dtype=torch.float32)
+        nets = Networks(**bls.network_runners(self.cfg), device=torch.device("cpu"), dtype=torch.float32)
         self.pipe = Hi3DPipeline(self.cfg, nets)
 
-    def _params(self, request) -> GenerationParams:
-        steps = bls.scalar_input(request, "steps", int)
-        return GenerationParams(  # InvalidInput names whatever is out of range
-            elevation=bls.scalar_input(request, "elevation", float),
-            seed=bls.scalar_input(request, "seed", int),
-            steps=None if steps == 0 else steps,  # 0: the preset's
-        )
-
     def _run(self, request):
-        p = self._params(request)
+        p = bls.generation_params(request)
 
         def progress(stage: str, step: int, total: int) -> None:
             if request.is_cancelled():  # the client gave up: free this instance now
@@ -51,8 +32,7 @@ class TritonPythonModel:
             image2, views1 = bls.input_tensor(request, "image2"), bls.input_tensor(request, "views1")
             views = self.pipe.generate_stage2(image2, views1, p, progress)  # [F, 3, R2, R2]
             outputs = []
-        uint8 = torch.stack([torch.from_numpy(images.to_uint8(v)) for v in views])  # [F, R, R, 3]
-        return outputs + [bls.output(f"views{self.stage}_uint8", uint8)]
+        return outputs + [bls.output(f"views{self.stage}_uint8", bls.uint8_views(views))]
 
     def execute(self, requests):
         responses = []

@@ -9,8 +9,8 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from hi3d.engine.backends.torch_backend import load_modules
 from hi3d.engine.backends.tensorrt_backend import BuildEnv
+from hi3d.engine.backends.torch_backend import load_modules
 from hi3d.engine.config import tiny
 from hi3d.engine.errors import InvalidInput
 from hi3d.export.specs import export_specs
