@@ -6,6 +6,7 @@ are the caller's fault become INVALID_ARG responses; the model keeps serving.
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import numpy as np
 import torch
@@ -77,6 +78,17 @@ def error_response(e: Exception) -> "pb_utils.InferenceResponse":
     else:
         err = pb_utils.TritonError(f"{type(e).__name__}: {e}", pb_utils.TritonError.INTERNAL)
     return pb_utils.InferenceResponse(output_tensors=[], error=err)
+
+
+def respond_each(requests: list, run: Callable) -> list:
+    """One response per request, whatever happened: `run(request)`'s output tensors, or its error."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(pb_utils.InferenceResponse(output_tensors=run(request)))
+        except Exception as e:
+            responses.append(error_response(e))
+    return responses
 
 
 class TritonRunner:

@@ -130,10 +130,10 @@ def network_config(cfg: Hi3DConfig, opts: RepositoryOptions, name: str) -> str:
     text = head + f"max_batch_size: {opts.max_batch if io.batched else 0}\n"
     text += _io_block("input", [_tensor(t) for t in io.inputs]) + _io_block("output", [_tensor(t) for t in io.outputs])
     if io.batched:
-        preferred = [b for b in (4, 8, 16, 32) if b <= opts.max_batch]
+        # Only a full batch goes at once: a smaller preferred size (4 was one) sends the first two
+        # requests off without waiting for the others within the queue delay.
         text += "dynamic_batching {\n"
-        if preferred:
-            text += f"  preferred_batch_size: {_dims(tuple(preferred))}\n"
+        text += f"  preferred_batch_size: {_dims((opts.max_batch,))}\n"
         text += f"  max_queue_delay_microseconds: {opts.batch_delay_us}\n}}\n"
     text += _instances(opts, name, opts.kind == "gpu")
     if served_as == "python":

@@ -24,10 +24,4 @@ class TritonPythonModel:
         return [pb_utils.Tensor("mesh_glb", np.array([glb], dtype=np.object_))]
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._run(request)))
-            except Exception as e:  # one response per request, whatever happened
-                responses.append(bls.error_response(e))
-        return responses
+        return bls.respond_each(requests, self._run)

@@ -2,7 +2,6 @@
 network behind a `TritonRunner` that calls that network's model on this server. The
 random draws are the pipeline's, so a seed gives the same views as `hi3d generate`."""
 import torch
-import triton_python_backend_utils as pb_utils
 
 from hi3d.engine.backends import Networks
 from hi3d.engine.config import preset
@@ -35,10 +34,4 @@ class TritonPythonModel:
         return outputs + [bls.output(f"views{self.stage}_uint8", bls.uint8_views(views))]
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._run(request)))
-            except Exception as e:
-                responses.append(bls.error_response(e))
-        return responses
+        return bls.respond_each(requests, self._run)

@@ -3,7 +3,6 @@ BLS calls go to the other models' TritonPythonModel instances (the real network 
 the tiny preset's seeded weights), so the streamed views can be compared with the in-process
 pipeline, and cancellation can be counted in UNet calls."""
 import importlib
-import io
 import json
 import sys
 import types
@@ -11,7 +10,6 @@ import types
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from hi3d.engine import images
 from hi3d.engine.backends.torch_backend import load_modules, torch_networks
@@ -21,6 +19,7 @@ from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
 from hi3d.engine.recon.mesh_render import render_mesh
 from hi3d.engine.recon.shapes import SHAPES
 from hi3d.serving.networks import NETWORKS
+from tests.serving.requests import png
 
 FINAL = 1
 
@@ -130,6 +129,8 @@ def models(tmp_path_factory):
     for k in saved:
         del sys.modules[k]
     sys.modules["triton_python_backend_utils"] = _fake_pb_utils()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a shared 2-core machine, intra-op threads mostly wait for each other
     try:
         mods = {name: importlib.import_module(f"hi3d.serving.models.{name}")
                 for name in ("preprocess", "network", "sampler", "stream", "reconstruct")}
@@ -145,22 +146,15 @@ def models(tmp_path_factory):
                                                   "backend": "torch"}, str(root / name)))
         yield mods
     finally:
+        torch.set_num_threads(threads)
         del sys.modules["triton_python_backend_utils"]
         for k in [k for k in sys.modules if k.startswith("hi3d.serving.") and k != "hi3d.serving.networks"]:
             del sys.modules[k]
         sys.modules.update(saved)
 
 
-def _png() -> bytes:
-    img = Image.new("RGBA", (96, 64), (0, 0, 0, 0))
-    img.paste((200, 40, 40, 255), (30, 10, 70, 55))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _stream_request(steps: int, want_mesh: bool = False, cancelled=lambda: False, drop: str = "") -> Request:
-    inputs = {"image": Tensor("image", np.array([_png()], dtype=np.object_)),
+    inputs = {"image": Tensor("image", np.array([png()], dtype=np.object_)),
               "elevation": Tensor("elevation", np.array([10.0], np.float32)),
               "seed": Tensor("seed", np.array([5], np.int64)), "steps": Tensor("steps", np.array([steps], np.int32)),
               "want_mesh": Tensor("want_mesh", np.array([want_mesh]))}
@@ -192,7 +186,7 @@ def test_stream_sends_progress_views_in_order_equal_to_the_pipeline(models):
 
     cfg = tiny()  # the reference: the in-process pipeline on the same preprocessed image
     pipe = Hi3DPipeline(cfg, torch_networks(load_modules(cfg), torch.device("cpu"), torch.float32))
-    rgb = images.on_white(images.decode_image(_png()))
+    rgb = images.on_white(images.decode_image(png()))
     p = GenerationParams(elevation=10.0, seed=5, steps=2)
     v1 = pipe.generate_stage1(images.square_crop(rgb, cfg.stage1.resolution), p)
     v2 = pipe.generate_stage2(images.square_crop(rgb, cfg.stage2.resolution), v1, p)
