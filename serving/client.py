@@ -135,7 +135,8 @@ class Hi3DClient:
     def stream(self, image: bytes, elevation: float = 0.0, seed: int = 0, steps: int = 0,
                want_mesh: bool = False) -> Iterator[Event]:
         """Events of one `hi3d_stream` request as they arrive. Leaving the loop early (break,
-        an exception, Ctrl-C) cancels the request on the server; `timeout_s` is its deadline."""
+        an exception, Ctrl-C) cancels the request on the server; `timeout_s` is its deadline.
+        A server error raises Hi3DClientError with status None: a stream carries only the message."""
         g = self._grpc
         inputs = _inputs(g, image, elevation, seed, steps, (("want_mesh", np.array([want_mesh]), "BOOL"),))
         responses: queue.Queue = queue.Queue()
