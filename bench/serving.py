@@ -1,5 +1,7 @@
 """Serving latency and throughput: 1, 2, 4 concurrent gRPC clients against the `hi3d`
-ensemble (or `hi3d_stage1`), a bounded number of requests each, loopback only.
+ensemble (or `hi3d_stage1`), a bounded number of requests each, loopback only; then the same
+levels streaming through `hi3d_stream` with a mesh: time to the first progress event, to the
+stage-1 views and to the mesh.
 
     python -m hi3d.bench.serving                       # builds + starts a tiny CPU server itself
     python -m hi3d.bench.serving --url 127.0.0.1:8001  # an already running server
@@ -64,6 +66,40 @@ def run_level(url: str, concurrency: int, requests: int, steps: int, stage1_only
             "latency_p95_s": _percentile(latencies, 0.95)}
 
 
+def run_stream_level(url: str, concurrency: int, requests: int, steps: int) -> dict:
+    """Streamed requests with want_mesh: when each kind of event first arrived. A mesh the
+    server refuses (random weights give noise views: "no surface found") is counted apart."""
+    from hi3d.serving.client import Hi3DClient, Hi3DClientError, Mesh, Progress, Stage1Views
+
+    image = _image()
+    clients = [Hi3DClient(url, timeout_s=3600) for _ in range(concurrency)]
+
+    def one(i: int) -> dict:
+        t0, times = time.perf_counter(), {}
+        try:
+            for event in clients[i % concurrency].stream(image, 0.0, i, steps, want_mesh=True):
+                kind = {Progress: "first_progress", Stage1Views: "stage1_views", Mesh: "mesh"}.get(type(event))
+                if kind is not None and kind not in times:
+                    times[kind] = time.perf_counter() - t0
+        except Hi3DClientError as e:
+            times["error"] = str(e)
+        return times
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        runs = list(pool.map(one, range(requests)))
+    for c in clients:
+        c.close()
+
+    def mean(kind: str) -> float | None:
+        xs = [r[kind] for r in runs if kind in r]
+        return statistics.mean(xs) if xs else None
+
+    errors = sorted({r["error"] for r in runs if "error" in r})
+    return {"concurrency": concurrency, "requests": requests, "time_to_first_progress_s": mean("first_progress"),
+            "time_to_stage1_views_s": mean("stage1_views"), "time_to_mesh_s": mean("mesh"),
+            "meshes": sum("mesh" in r for r in runs), "errors": errors}
+
+
 def unet_batching(url: str, key: str | None) -> dict:
     import tritonclient.grpc as grpcclient
 
@@ -119,7 +155,9 @@ def _server(args):
         repo = Path(d) / "repo"
         build_repository(repo, RepositoryOptions(preset="tiny", batch_delay_us=args.batch_delay_us,
                                                  instances=(("stage1", args.max_concurrency),
-                                                            ("stage2", 1 if args.stage1_only else args.max_concurrency)),
+                                                            ("stage2", 1 if args.stage1_only else args.max_concurrency),
+                                                            ("hi3d_stream", args.max_concurrency)),
+                                                 recon_preset=args.recon_preset,
                                                  python_paths=default_python_paths(install.numpy_dir)))
         print(f"starting tritonserver on {repo} ...", file=sys.stderr, flush=True)
         with TritonServer(repo, install, free_ports(), key="bench") as server:
@@ -135,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--stage1-only", action="store_true", help="the preview model `hi3d_stage1`")
     p.add_argument("--batch-delay-us", type=int, default=20000, help="UNet batch window of the self-started server")
+    p.add_argument("--recon-preset", default="test", help="reconstruction schedule of the self-started server")
+    p.add_argument("--no-stream", action="store_true", help="skip the streamed (hi3d_stream + mesh) levels")
     p.add_argument("--out", type=Path, default=Path("bench/results/serving.json"))
     args = p.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -146,14 +186,21 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_level(url, c, max(args.requests, c), args.steps, args.stage1_only))
             r = results[-1]
             print(f"concurrency {c}: {r['throughput_rps']:.3f} req/s, p50 {r['latency_p50_s']:.2f} s", file=sys.stderr)
+        streamed = [] if args.no_stream else [run_stream_level(url, c, c, args.steps) for c in levels]
         report = {"model": model, "url": url, "steps": args.steps, "host": platform.node(), "cpus": os.cpu_count(),
-                  "results": results, "unet_batching": unet_batching(url, key),
+                  "results": results, "stream": streamed, "unet_batching": unet_batching(url, key),
                   "perf_analyzer": perf_analyzer(url, model, args.steps)}
     print(f"\n{model}, steps={args.steps}, {os.cpu_count()} CPUs")
     print(f"{'clients':>8} {'requests':>9} {'req/s':>8} {'mean s':>8} {'p50 s':>8} {'p95 s':>8}")
     for r in results:
         print(f"{r['concurrency']:>8} {r['requests']:>9} {r['throughput_rps']:>8.3f} {r['latency_mean_s']:>8.2f} "
               f"{r['latency_p50_s']:>8.2f} {r['latency_p95_s']:>8.2f}")
+    if streamed:
+        print(f"\nhi3d_stream with want_mesh (mean s) {'clients':>8} {'progress':>9} {'stage1':>8} {'mesh':>8}")
+        fmt = lambda x: f"{x:>8.2f}" if x is not None else f"{'-':>8}"  # noqa: E731
+        for r in streamed:
+            print(f"{'':>34} {r['concurrency']:>8} {fmt(r['time_to_first_progress_s']):>9} "
+                  f"{fmt(r['time_to_stage1_views_s'])} {fmt(r['time_to_mesh_s'])}  {'; '.join(r['errors'])}")
     print(f"UNet batching: {json.dumps(report['unet_batching'])}")
     if report["perf_analyzer"] is None:
         print("perf_analyzer: not installed (or not runnable here); skipped")

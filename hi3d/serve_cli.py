@@ -17,6 +17,7 @@ from hi3d.engine.backends import DTYPES
 from hi3d.engine.config import PRESETS
 from hi3d.engine.errors import InvalidInput
 from hi3d.engine.memory_plans import PLAN_CHOICES
+from hi3d.engine.recon.config import PRESETS as RECON_PRESETS
 from hi3d.export.backends import BACKENDS
 
 KEY_ENV = "HI3D_ADMIN_KEY"
@@ -64,10 +65,11 @@ def cmd_build_repo(args: argparse.Namespace) -> int:
         gpus=args.gpus, instances=args.instances, max_batch=args.max_batch, batch_delay_us=args.batch_delay_us,
         max_image_bytes=args.max_image_bytes, gpu_dtype=args.gpu_dtype, python_paths=paths,
         memory_plan=args.memory_plan,
+        recon_preset=args.recon_preset,
     )
     models = build_repository(args.out, opts)
     print(f"{args.out}: {len(models)} models ({', '.join(models)}); {args.backend} backend, {args.preset} preset, "
-          f"networks on {args.kind}")
+          f"networks on {args.kind}, reconstruction preset {opts.recon}")
     return 0
 
 
@@ -137,27 +139,57 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _write_views(out: Path, arr) -> None:
+    from hi3d.engine.files import atomic_write
+    from hi3d.engine.images import png_bytes
+
+    for i, view in enumerate(arr):  # each file atomically: a reader never sees half a PNG
+        atomic_write(out / f"{i:03d}.png", png_bytes(view))
+
+
+def _stream_to(client, args: argparse.Namespace) -> None:
+    """Write each result as it arrives, under a progress bar fed by the server's events."""
+    from tqdm import tqdm
+
+    from hi3d.engine.files import atomic_write
+    from hi3d.serving.client import Mesh, Progress, Stage1Views, Views
+
+    scale = 1000  # tqdm counts integers: the overall fraction in thousandths
+    with tqdm(total=scale, unit="‰", file=sys.stderr, dynamic_ncols=True) as bar:
+        for event in client.stream(args.image.read_bytes(), args.elevation, args.seed, args.steps, args.mesh):
+            if isinstance(event, Progress):
+                bar.set_description(event.event)
+                bar.update(round(event.fraction * scale) - bar.n)
+            elif isinstance(event, Stage1Views):
+                _write_views(args.out / "stage1", event.views)
+            elif isinstance(event, Views):
+                _write_views(args.out / "stage2", event.views)
+            elif isinstance(event, Mesh):
+                atomic_write(args.out / "mesh.glb", event.glb)
+
+
 def cmd_client(args: argparse.Namespace) -> int:
-    from hi3d.engine import images
     from hi3d.serving.client import Hi3DClient, Hi3DClientError
 
     if not args.image.is_file():
         raise InvalidInput(f"{args.image}: no such file")
+    if args.mesh and args.stage1_only:
+        raise InvalidInput("--mesh needs the stage-2 views: drop --stage1-only")
     t0 = time.perf_counter()
     try:
         with Hi3DClient(args.url, timeout_s=args.timeout) as client:
-            views = client.generate(args.image.read_bytes(), args.elevation, args.seed, args.steps, args.stage1_only)
+            if args.stage1_only:  # the unary preview model: one response, written when it arrives
+                _write_views(args.out / "stage1", client.generate(args.image.read_bytes(), args.elevation, args.seed,
+                                                                  args.steps, stage1_only=True).stage1)
+            else:
+                _stream_to(client, args)
     except Hi3DClientError as e:
         print(f"error: {e}" + (f" [{e.status}]" if e.status else ""), file=sys.stderr)
         return 2
-    elapsed = time.perf_counter() - t0
-    # Everything has arrived before anything is written; each file is written atomically.
-    for stage, arr in (("stage1", views.stage1), ("stage2", views.stage2)):
-        if arr is None:
-            continue
-        for i, view in enumerate(arr):
-            images.atomic_write(args.out / stage / f"{i:03d}.png", images.png_bytes(view))
-    print(f"{len(views.stage1)} views in {elapsed:.1f} s from {args.url} -> {args.out}")
+    except KeyboardInterrupt:  # leaving the stream cancelled the request on the server
+        print("cancelled", file=sys.stderr)
+        return 130
+    print(f"done in {time.perf_counter() - t0:.1f} s from {args.url} -> {args.out}")
     return 0
 
 
@@ -173,7 +205,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--artifacts", type=Path, default=Path("build"), help="export output (onnxruntime/tensorrt backends)")
     b.add_argument("--kind", choices=["cpu", "gpu"], default="cpu", help="where the networks run")
     b.add_argument("--gpus", type=_gpus, default=(), help="GPU ids for --kind gpu, e.g. 0,1 (default: all)")
-    b.add_argument("--instances", type=_instances, default=(), help="instances per model, e.g. stage1=4,unet1=2")
+    b.add_argument("--instances", type=_instances, default=(),
+                   help="instances per model, e.g. stage1=4,unet1=2 (default: max-batch/2 per sampler and hi3d_stream)")
     b.add_argument("--max-batch", type=int, default=8, help="UNet batch limit in CFG rows (2 per request)")
     b.add_argument("--batch-delay-us", type=int, default=5000, help="how long a UNet call waits for others to join")
     b.add_argument("--max-image-bytes", type=int, default=32 << 20)
@@ -181,6 +214,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--memory-plan", default="resident", metavar="|".join(PLAN_CHOICES),
                    help="recorded in the repository only: each served network is its own model with its "
                         "own weights, so no plan changes what the served models hold (docs/serving.md)")
+    b.add_argument("--recon-preset", choices=list(RECON_PRESETS),
+                   help="reconstruction of hi3d_reconstruct / hi3d_mesh / hi3d_stream (default: cpu_small; gpu with --kind gpu)")
     b.add_argument("--python-path", action="append", help="sys.path entries for model.py (default: this checkout)")
     b.add_argument("--cache-dir", **cache)
     b.set_defaults(func=cmd_build_repo)
@@ -217,7 +252,7 @@ def _add_probe_parser(serve) -> None:
 
 
 def add_client_parser(sub: argparse._SubParsersAction) -> None:
-    c = sub.add_parser("client", help="send an image to a running server, write the views it returns")
+    c = sub.add_parser("client", help="stream an image through a running server: views (and mesh) as they arrive")
     c.add_argument("image", type=Path)
     c.add_argument("--url", default="localhost:8001", help="gRPC endpoint")
     c.add_argument("--out", type=Path, required=True)
@@ -225,5 +260,6 @@ def add_client_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--steps", type=int, default=0, help="sampler steps (0: the served preset's)")
     c.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (the server stops too)")
+    c.add_argument("--mesh", action="store_true", help="also reconstruct the mesh: DIR/mesh.glb")
     c.add_argument("--stage1-only", action="store_true", help="only the stage-1 views (the quick preview model)")
     c.set_defaults(func=cmd_client)

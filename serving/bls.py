@@ -6,6 +6,7 @@ are the caller's fault become INVALID_ARG responses; the model keeps serving.
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import numpy as np
 import torch
@@ -15,6 +16,12 @@ from torch import Tensor
 from hi3d.engine.errors import (
     InvalidInput,  # a request the caller must fix: INVALID_ARG
 )
+from hi3d.engine.images import to_uint8
+from hi3d.engine.pipeline import GenerationParams
+from hi3d.serving.networks import NETWORKS, network_io
+
+
+PIXELS = (-1.0, 1.0)  # images and views passed between the models are in [-1, 1]
 
 
 class Unavailable(Exception):
@@ -65,6 +72,19 @@ def scalar_input(request, name: str, kind: type):
     return kind(arr.reshape(-1)[0])
 
 
+def generation_params(request) -> GenerationParams:
+    steps = scalar_input(request, "steps", int)
+    return GenerationParams(  # InvalidInput names whatever is out of range
+        elevation=scalar_input(request, "elevation", float),
+        seed=scalar_input(request, "seed", int),
+        steps=None if steps == 0 else steps,  # 0: the preset's
+    )
+
+
+def uint8_views(views: Tensor) -> Tensor:  # [F, 3, R, R] in [-1, 1] -> [F, R, R, 3] uint8
+    return torch.stack([torch.from_numpy(to_uint8(v)) for v in views])
+
+
 def output(name: str, x: Tensor | np.ndarray) -> "pb_utils.Tensor":
     arr = x.detach().cpu().numpy() if isinstance(x, Tensor) else x
     return pb_utils.Tensor(name, np.ascontiguousarray(arr))
@@ -82,6 +102,17 @@ def error_response(e: Exception) -> "pb_utils.InferenceResponse":
     return pb_utils.InferenceResponse(output_tensors=[], error=err)
 
 
+def respond_each(requests: list, run: Callable) -> list:
+    """One response per request, whatever happened: `run(request)`'s output tensors, or its error."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(pb_utils.InferenceResponse(output_tensors=run(request)))
+        except Exception as e:
+            responses.append(error_response(e))
+    return responses
+
+
 class TritonRunner:
     """An `engine.backends.Runner` that calls another model of this server (BLS).
 
@@ -97,9 +128,30 @@ class TritonRunner:
     def __call__(self, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
         xs = [x.reshape(-1, 1) if n in self.columns else x for n, x in zip(self.inputs, xs)]
         tensors = [pb_utils.Tensor(n, np.ascontiguousarray(x.detach().cpu().float().numpy())) for n, x in zip(self.inputs, xs)]
-        request = pb_utils.InferenceRequest(model_name=self.model, requested_output_names=list(self.outputs), inputs=tensors)
-        response = request.exec()
-        if response.has_error():
-            raise RuntimeError(f"model {self.model}: {response.error().message()}")
-        outs = tuple(torch.from_numpy(pb_utils.get_output_tensor_by_name(response, n).as_numpy().copy()) for n in self.outputs)
+        outs = tuple(torch.from_numpy(a.copy()) for a in call(self.model, tensors, self.outputs))
         return outs if len(outs) > 1 else outs[0]
+
+
+def call(model: str, inputs: list, outputs: tuple[str, ...]) -> list[np.ndarray]:
+    """One BLS request to `model` of this server; its INVALID_ARG stays the caller's error,
+    and so does UNAVAILABLE (a draining server's preprocess turning new work away)."""
+    request = pb_utils.InferenceRequest(model_name=model, requested_output_names=list(outputs), inputs=inputs)
+    response = request.exec()
+    if response.has_error():
+        error = response.error()
+        if error.code() == pb_utils.TritonError.INVALID_ARG:
+            raise InvalidInput(error.message())
+        if error.code() == pb_utils.TritonError.UNAVAILABLE:
+            raise Unavailable(error.message())
+        raise RuntimeError(f"model {model}: {error.message()}")
+    return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in outputs]
+
+
+def network_runners(cfg) -> dict[str, TritonRunner]:
+    """A TritonRunner per network model: `Networks(**network_runners(cfg), ...)`."""
+    runners = {}
+    for name in NETWORKS:
+        io = network_io(cfg, name)
+        columns = tuple(t.name for t in io.inputs if t.reshape == ())
+        runners[name] = TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns)
+    return runners

@@ -4,8 +4,12 @@
     clip, aesthetic, vae_encoder, vae_decoder, depth    one network each
     unet1, unet2 the UNets, dynamically batched: concurrent requests share calls
     stage1, stage2   BLS samplers: the pipeline's stage methods calling the models above
+    hi3d_reconstruct  16 uint8 views + elevation + seed -> .glb mesh (python)
     hi3d         ensemble: image bytes + elevation + seed + steps -> both stages' views
     hi3d_stage1  ensemble: the same inputs -> stage-1 views only (a quick preview)
+    hi3d_mesh    ensemble: hi3d's inputs -> both stages' views + the mesh
+    hi3d_stream  decoupled python model: hi3d's inputs + want_mesh -> progress events,
+                 stage-1 views, views, mesh, as each exists; cancellable between steps
 
 Networks run on the torch backend (python models loading the weights written here), on
 ONNX Runtime (`model.onnx` from export artifacts) or TensorRT (`model.plan`).
@@ -25,6 +29,8 @@ from hi3d.engine.backends.tensorrt_backend import BuildEnv
 from hi3d.engine.config import Hi3DConfig, preset
 from hi3d.engine.errors import InvalidInput
 from hi3d.engine.memory_plans import check_plan_name
+from hi3d.engine.recon.config import PRESETS as RECON_PRESETS
+from hi3d.engine.recon.config import recon_preset
 from hi3d.export import artifacts
 from hi3d.export.artifact_dir import ArtifactDir
 from hi3d.export.backends import backend_named
@@ -34,12 +40,16 @@ from hi3d.export.specs import network_config as export_network_config
 from hi3d.export.tensorrt_build import find_engine
 from hi3d.serving.networks import BATCHED, NETWORKS, TensorIO, network_io
 
-ENSEMBLES = ("hi3d", "hi3d_stage1")
-PUBLIC_MODELS = ENSEMBLES  # what clients call; the rest are internal (drained last, never alone)
-MODELS = ("preprocess", *NETWORKS, "stage1", "stage2", *ENSEMBLES)
+ENSEMBLES = ("hi3d", "hi3d_stage1", "hi3d_mesh")
+# What clients call. Each request passes `preprocess` once (the door a drain closes) and ends
+# at its entry point; hi3d_reconstruct, which takes views, is public too but has no door.
+PUBLIC_MODELS = ("hi3d", "hi3d_stage1", "hi3d_mesh", "hi3d_stream")
+MODELS = ("preprocess", *NETWORKS, "stage1", "stage2", "hi3d_reconstruct", "hi3d_stream", *ENSEMBLES)
 MARKER = ".hi3d-repository.json"  # at the root; Triton only looks at folders
 SOURCES = Path(__file__).parent / "models"
-DEFAULT_INSTANCES = {"stage1": 2, "stage2": 2}  # so two requests can reach a UNet together
+# Models that drive the UNets, one request per instance: max_batch / 2 instances each by
+# default, so that enough requests are in flight to fill one UNet batch (2 CFG rows each).
+ORCHESTRATORS = ("stage1", "stage2", "hi3d_stream")
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ class RepositoryOptions:
     artifacts: Path = Path("build")  # export output (onnxruntime / tensorrt backends)
     kind: str = "cpu"  # where the networks run: cpu | gpu
     gpus: tuple[int, ...] = ()  # GPU ids for kind=gpu (empty: all)
-    instances: tuple[tuple[str, int], ...] = ()  # (model, count) overrides of DEFAULT_INSTANCES / 1
+    instances: tuple[tuple[str, int], ...] = ()  # (model, count) overrides (default: max_batch // 2 per orchestrator, else 1)
     max_batch: int = 8  # UNet batch limit, in CFG rows (one request sends 2)
     batch_delay_us: int = 5000  # how long a UNet call waits for other requests to join it
     max_image_bytes: int = 32 << 20
@@ -60,6 +70,11 @@ class RepositoryOptions:
     # Recorded only: Triton loads every network model (its own weights) at start, so staging has
     # nothing to move, and the samplers batch CFG rows across requests, which a split would undo.
     memory_plan: str = "resident"
+    recon_preset: str | None = None  # served reconstruction (None: cpu_small, or gpu with kind=gpu)
+
+    @property
+    def recon(self) -> str:
+        return self.recon_preset or ("gpu" if self.kind == "gpu" else "cpu_small")
 
     def validate(self) -> None:
         backend_named(self.backend)
@@ -75,9 +90,14 @@ class RepositoryOptions:
             raise InvalidInput(f"kind must be cpu or gpu, got {self.kind!r}")
         if self.max_batch < 2:
             raise InvalidInput(f"max_batch must be >= 2 (one request's CFG pair), got {self.max_batch}")
+        if self.recon not in RECON_PRESETS:
+            raise InvalidInput(f"recon_preset must be one of {', '.join(RECON_PRESETS)}, got {self.recon!r}")
+        if recon_preset(self.recon).device.startswith("cuda") and self.kind != "gpu":
+            raise InvalidInput(f"reconstruction preset {self.recon!r} runs on a GPU: use --kind gpu or another preset")
         for model, count in self.instances:
             if model not in MODELS or model in ENSEMBLES:
-                raise InvalidInput(f"instances: unknown model {model!r}; choose from {MODELS[:-2]}")
+                served = [m for m in MODELS if m not in ENSEMBLES]
+                raise InvalidInput(f"instances: unknown model {model!r}; choose from {served}")
             if count < 1:
                 raise InvalidInput(f"instances: {model} needs at least 1 instance, got {count}")
 
@@ -101,7 +121,7 @@ def _parameters(params: dict[str, str]) -> str:
 
 
 def _instances(opts: RepositoryOptions, model: str, on_gpu: bool) -> str:
-    count = dict(opts.instances).get(model, DEFAULT_INSTANCES.get(model, 1))
+    count = dict(opts.instances).get(model, opts.max_batch // 2 if model in ORCHESTRATORS else 1)
     if on_gpu:
         gpus = f" gpus: {_dims(opts.gpus)}" if opts.gpus else ""
         return f"instance_group [ {{ count: {count} kind: KIND_GPU{gpus} }} ]\n"
@@ -118,10 +138,10 @@ def network_config(cfg: Hi3DConfig, opts: RepositoryOptions, name: str) -> str:
     text = head + f"max_batch_size: {opts.max_batch if io.batched else 0}\n"
     text += _io_block("input", [_tensor(t) for t in io.inputs]) + _io_block("output", [_tensor(t) for t in io.outputs])
     if io.batched:
-        preferred = [b for b in (4, 8, 16, 32) if b <= opts.max_batch]
+        # Only a full batch goes at once: a smaller preferred size (4 was one) sends the first two
+        # requests off without waiting for the others within the queue delay.
         text += "dynamic_batching {\n"
-        if preferred:
-            text += f"  preferred_batch_size: {_dims(tuple(preferred))}\n"
+        text += f"  preferred_batch_size: {_dims((opts.max_batch,))}\n"
         text += f"  max_queue_delay_microseconds: {opts.batch_delay_us}\n}}\n"
     text += _instances(opts, name, opts.kind == "gpu")
     if served_as == "python":
@@ -129,10 +149,13 @@ def network_config(cfg: Hi3DConfig, opts: RepositoryOptions, name: str) -> str:
     return text
 
 
-def _python_config(name: str, inputs: list[str], outputs: list[str], params: dict[str, str], opts: RepositoryOptions) -> str:
+def _python_config(name: str, inputs: list[str], outputs: list[str], params: dict[str, str], opts: RepositoryOptions,
+                   on_gpu: bool = False, decoupled: bool = False) -> str:
     text = f"name: \"{name}\"\nbackend: \"python\"\nmax_batch_size: 0\n"
+    if decoupled:  # any number of responses per request, the last one flagged final
+        text += "model_transaction_policy { decoupled: true }\n"
     text += _io_block("input", inputs) + _io_block("output", outputs)
-    return text + _instances(opts, name, on_gpu=False) + _parameters(params)
+    return text + _instances(opts, name, on_gpu) + _parameters(params)
 
 
 def _scalars() -> list[str]:
@@ -155,6 +178,16 @@ def stage_configs(cfg: Hi3DConfig, opts: RepositoryOptions) -> dict[str, str]:
         "stage2": _python_config(
             "stage2", [_tensor(image2), _tensor(views1), *_scalars()], [u8("views2_uint8", r2)],
             {"preset": cfg.name, "stage": "2"}, opts),
+        # The reconstruction runs where the networks do (its GPU preset needs one).
+        "hi3d_reconstruct": _python_config(
+            "hi3d_reconstruct", [u8("views", -1), *_scalars()[:2]], [_tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING")],
+            {"recon_preset": opts.recon}, opts, on_gpu=opts.kind == "gpu"),
+        "hi3d_stream": _python_config(
+            "hi3d_stream", [_tensor(TensorIO("image", (1,)), "TYPE_STRING"), *_scalars(),
+                            _tensor(TensorIO("want_mesh", (1,)), "TYPE_BOOL")],
+            [_tensor(TensorIO("event", (1,)), "TYPE_STRING"), _tensor(TensorIO("progress", (1,))),
+             u8("stage1_views", r1), u8("views", r2), _tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING")],
+            {"preset": cfg.name, "recon_preset": opts.recon}, opts, on_gpu=opts.kind == "gpu", decoupled=True),
     }
 
 
@@ -185,6 +218,12 @@ def ensemble_configs(cfg: Hi3DConfig) -> dict[str, str]:
         ]),
         "hi3d_stage1": ensemble("hi3d_stage1", [u8("views", r1)], [
             pre1, _step("stage1", {"image1": "image1", **scalars}, {"views1_uint8": "views"}),
+        ]),
+        "hi3d_mesh": ensemble("hi3d_mesh", [u8("views", r2), u8("stage1_views", r1), _tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING")], [
+            pre,
+            _step("stage1", {"image1": "image1", **scalars}, {"views1": "views1", "views1_uint8": "stage1_views"}),
+            _step("stage2", {"image2": "image2", "views1": "views1", **scalars}, {"views2_uint8": "views"}),
+            _step("hi3d_reconstruct", {"views": "views", "elevation": "elevation", "seed": "seed"}, {"mesh_glb": "mesh_glb"}),
         ]),
     }
 
@@ -284,7 +323,8 @@ def _write(repo: Path, cfg: Hi3DConfig, opts: RepositoryOptions) -> None:
     elif backend_named(opts.backend).served_as == "tensorrt_plan":
         trt_env = _trt_env(opts)
     configs = {**{n: network_config(cfg, opts, n) for n in NETWORKS}, **stage_configs(cfg, opts), **ensemble_configs(cfg)}
-    sources = {"preprocess": "preprocess", "stage1": "sampler", "stage2": "sampler"}
+    sources = {"preprocess": "preprocess", "stage1": "sampler", "stage2": "sampler",
+               "hi3d_reconstruct": "reconstruct", "hi3d_stream": "stream"}
     for name, text in configs.items():
         version = repo / name / "1"
         version.mkdir(parents=True)

@@ -115,11 +115,11 @@ def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     .obj with a .mtl and a .png beside it (same stem); .ply has no texture: vertex colors.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in MESH_FORMATS:
+    if path.suffix.lower() not in MESH_FORMATS:
         raise InvalidInput(f"unsupported mesh format {path.suffix!r} for {path}; use one of {MESH_FORMATS}")
-    tm = mesh.to_trimesh(textured=suffix != ".ply")
+    suffix = path.suffix.lower()
     if suffix == ".obj" and mesh.texture is not None:
+        tm = mesh.to_trimesh()
         mtl_name, texture_name = f"{path.stem}.mtl", f"{path.stem}.png"
         text, files = trimesh.exchange.obj.export_obj(tm, return_texture=True, mtl_name=mtl_name)
         # trimesh names the texture after the material; ours is named after the mesh
@@ -129,9 +129,16 @@ def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
         atomic_write(path.with_name(mtl_name), mtl.encode())
         atomic_write(path, text.encode())
         return path
-    data = tm.export(file_type=suffix[1:])
-    atomic_write(path, data if isinstance(data, bytes) else data.encode())
+    atomic_write(path, mesh_bytes(mesh, suffix))
     return path
+
+
+def mesh_bytes(mesh: Mesh, suffix: str = ".glb") -> bytes:
+    """The one-file formats as `save_mesh` writes them, as bytes (the server sends them):
+    .glb with its texture embedded, .ply with vertex colors."""
+    suffix = suffix.lower()
+    data = mesh.to_trimesh(textured=suffix != ".ply").export(file_type=suffix.lstrip("."))
+    return data if isinstance(data, bytes) else data.encode()
 
 
 def load_mesh(path: str | os.PathLike) -> Mesh:

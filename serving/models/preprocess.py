@@ -35,10 +35,4 @@ class TritonPythonModel:
                 bls.output("image2", images.square_crop(rgb, self.cfg.stage2.resolution))]
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._run(request)))
-            except Exception as e:  # one response per request, whatever happened
-                responses.append(bls.error_response(e))
-        return responses
+        return bls.respond_each(requests, self._run)

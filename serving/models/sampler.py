@@ -2,25 +2,11 @@
 network behind a `TritonRunner` that calls that network's model on this server. The
 random draws are the pipeline's, so a seed gives the same views as `hi3d generate`."""
 import torch
-import triton_python_backend_utils as pb_utils
 
-from hi3d.engine import images
 from hi3d.engine.backends import Networks
 from hi3d.engine.config import preset
-from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.engine.pipeline import Hi3DPipeline
 from hi3d.serving import bls
-from hi3d.serving.networks import NETWORKS, network_io
-
-PIXELS = (-1.0, 1.0)  # images and views between the models are in [-1, 1]
-
-
-def _runners(cfg) -> dict:
-    runners = {}
-    for name in NETWORKS:
-        io = network_io(cfg, name)
-        columns = tuple(t.name for t in io.inputs if t.reshape == ())
-        runners[name] = bls.TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns)
-    return runners
 
 
 class TritonPythonModel:
@@ -28,39 +14,24 @@ class TritonPythonModel:
         params = bls.parameters(args)
         self.stage = int(params["stage"])
         self.cfg = preset(params["preset"])
-        nets = Networks(**_runners(self.cfg), device=torch.device("cpu"), dtype=torch.float32)
+        nets = Networks(**bls.network_runners(self.cfg), device=torch.device("cpu"), dtype=torch.float32)
         self.pipe = Hi3DPipeline(self.cfg, nets)
 
-    def _params(self, request) -> GenerationParams:
-        steps = bls.scalar_input(request, "steps", int)
-        return GenerationParams(  # InvalidInput names whatever is out of range
-            elevation=bls.scalar_input(request, "elevation", float),
-            seed=bls.scalar_input(request, "seed", int),
-            steps=None if steps == 0 else steps,  # 0: the preset's
-        )
-
     def _run(self, request):
-        p = self._params(request)
+        p = bls.generation_params(request)
 
         def progress(stage: str, step: int, total: int) -> None:
             if request.is_cancelled():  # the client gave up: free this instance now
                 raise bls.Cancelled()
 
         if self.stage == 1:
-            views = self.pipe.generate_stage1(bls.input_tensor(request, "image1", PIXELS), p, progress)  # [F, 3, R1, R1]
+            views = self.pipe.generate_stage1(bls.input_tensor(request, "image1", bls.PIXELS), p, progress)  # [F, 3, R1, R1]
             outputs = [bls.output("views1", views)]
         else:
-            image2, views1 = bls.input_tensor(request, "image2", PIXELS), bls.input_tensor(request, "views1", PIXELS)
+            image2, views1 = bls.input_tensor(request, "image2", bls.PIXELS), bls.input_tensor(request, "views1", bls.PIXELS)
             views = self.pipe.generate_stage2(image2, views1, p, progress)  # [F, 3, R2, R2]
             outputs = []
-        uint8 = torch.stack([torch.from_numpy(images.to_uint8(v)) for v in views])  # [F, R, R, 3]
-        return outputs + [bls.output(f"views{self.stage}_uint8", uint8)]
+        return outputs + [bls.output(f"views{self.stage}_uint8", bls.uint8_views(views))]
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._run(request)))
-            except Exception as e:
-                responses.append(bls.error_response(e))
-        return responses
+        return bls.respond_each(requests, self._run)

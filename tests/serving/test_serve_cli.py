@@ -10,7 +10,7 @@ def test_build_repo_writes_the_requested_configuration(tmp_path, capsys):
     out = tmp_path / "repo"
     assert main(["serve", "build-repo", "--preset", "tiny", "--out", str(out), "--instances", "stage1=3,unet1=2",
                  "--max-batch", "4", "--python-path", "/opt/x"]) == 0
-    assert "12 models" in capsys.readouterr().out
+    assert "15 models" in capsys.readouterr().out
     assert "count: 3 kind: KIND_CPU" in (out / "stage1" / "config.pbtxt").read_text()
     unet = (out / "unet1" / "config.pbtxt").read_text()
     assert "count: 2 kind: KIND_CPU" in unet and "max_batch_size: 4" in unet

@@ -58,7 +58,7 @@ def test_unets_batch_dynamically_and_others_do_not(torch_repo):
         c = _config(torch_repo, name)
         if name in BATCHED:
             assert c.max_batch_size == 8
-            assert list(c.dynamic_batching.preferred_batch_size) == [4, 8]
+            assert list(c.dynamic_batching.preferred_batch_size) == [8]
             assert c.dynamic_batching.max_queue_delay_microseconds == 1234
             assert [i.name for i in c.input] == ["sample", "c_noise", "context", "vector"]
             assert c.input[1].HasField("reshape") and list(c.input[1].reshape.shape) == []
@@ -85,6 +85,27 @@ def test_ensembles_are_wired_consistently(torch_repo):
         ("image", model_config_pb2.TYPE_STRING), ("elevation", model_config_pb2.TYPE_FP32),
         ("seed", model_config_pb2.TYPE_INT64), ("steps", model_config_pb2.TYPE_INT32)]
     assert {o.name: list(o.dims) for o in hi3d.output} == {"views": [16, 128, 128, 3], "stage1_views": [16, 64, 64, 3]}
+
+
+def test_stream_is_decoupled_and_orchestrators_fill_a_unet_batch(torch_repo):
+    stream = _config(torch_repo, "hi3d_stream")
+    assert stream.model_transaction_policy.decoupled
+    assert [(i.name, i.data_type) for i in stream.input][-1] == ("want_mesh", model_config_pb2.TYPE_BOOL)
+    assert [o.name for o in stream.output] == ["event", "progress", "stage1_views", "views", "mesh_glb"]
+    # max_batch 8 CFG rows = 4 requests: 4 instances of each orchestrator unless overridden
+    counts = {m: _config(torch_repo, m).instance_group[0].count for m in ("stage1", "stage2", "hi3d_stream", "unet1")}
+    assert counts == {"stage1": 3, "stage2": 4, "hi3d_stream": 4, "unet1": 1}
+    recon = _config(torch_repo, "hi3d_reconstruct")
+    assert recon.parameters["recon_preset"].string_value == "cpu_small"  # the CPU default
+    assert [(i.name, list(i.dims)) for i in recon.input][0] == ("views", [16, -1, -1, 3])
+
+
+def test_gpu_repository_reconstructs_on_the_gpu(tmp_path):
+    build_repository(tmp_path / "g", RepositoryOptions(kind="gpu", gpus=(1,), python_paths=PATHS))
+    for name in ("hi3d_reconstruct", "hi3d_stream"):
+        c = _config(tmp_path / "g", name)
+        assert c.parameters["recon_preset"].string_value == "gpu"
+        assert c.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU and list(c.instance_group[0].gpus) == [1]
 
 
 def test_weights_round_trip_to_the_in_process_networks(torch_repo):
@@ -192,6 +213,8 @@ def test_max_batch_is_checked_against_the_export_profile(build, tmp_path):
     (RepositoryOptions(instances=(("unet9", 2),)), "unknown model"),
     (RepositoryOptions(instances=(("unet1", 0),)), "at least 1"),
     (RepositoryOptions(max_batch=1), "max_batch"),
+    (RepositoryOptions(recon_preset="huge"), "recon_preset"),
+    (RepositoryOptions(recon_preset="gpu"), "kind gpu"),
 ])
 def test_bad_options(tmp_path, opts, match):
     with pytest.raises(ValueError, match=match):
