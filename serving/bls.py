@@ -20,7 +20,6 @@ from hi3d.engine.images import to_uint8
 from hi3d.engine.pipeline import GenerationParams
 from hi3d.serving.networks import NETWORKS, network_io
 
-
 PIXELS = (-1.0, 1.0)  # images and views passed between the models are in [-1, 1]
 
 
