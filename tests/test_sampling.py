@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from hi3d.engine import sampling
-from hi3d.engine.config import SamplerConfig, StageConfig, UNetConfig, tiny
+from hi3d.engine.backends import Networks
+from hi3d.engine.config import NETWORK_NAMES, SamplerConfig, StageConfig, UNetConfig, tiny
 from hi3d.engine.pipeline import Hi3DPipeline, StageConditions
 
 
@@ -67,7 +68,9 @@ def test_sampler_solves_the_probability_flow_ode():
     cfg = tiny()
     sd, steps = 0.5, 400  # Euler is first order: at 25 steps it is ~16% off, at 400 ~1%
     stage = StageConfig(UNetConfig(8, 768), SamplerConfig(steps=steps), 64)
-    pipe = Hi3DPipeline(cfg, nets=type("N", (), {"device": torch.device("cpu"), "dtype": torch.float32})())
+    # Only the sampler runs: the UNet is `denoiser` below; the other networks are never called.
+    nets = Networks(**{name: None for name in NETWORK_NAMES}, device=torch.device("cpu"), dtype=torch.float32)
+    pipe = Hi3DPipeline(cfg, nets=nets)
     f = cfg.num_frames
     conds = StageConditions(torch.zeros(2, 1, 4), torch.zeros(2, 8), torch.zeros(2, f, 4, 2, 2))
     noise = torch.randn(f, 4, 2, 2, generator=torch.Generator().manual_seed(0))
