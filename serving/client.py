@@ -144,7 +144,15 @@ class Hi3DClient:
                                   stream_timeout=self.timeout_s, headers=self.headers)
         finished = False
         try:
-            self._client.async_stream_infer("hi3d_stream", inputs, enable_empty_final_response=True)
+            try:
+                self._client.async_stream_infer("hi3d_stream", inputs, enable_empty_final_response=True)
+            except self._grpc.InferenceServerException as e:  # the stream failed already (no server there)
+                finished = True
+                try:
+                    _, cause = responses.get(timeout=5.0)  # what the callback was told
+                except queue.Empty:
+                    cause = e
+                raise _client_error("hi3d_stream", self.url, cause or e) from None
             while not finished:
                 try:
                     result, error = responses.get(timeout=_POLL_S)

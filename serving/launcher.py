@@ -31,6 +31,8 @@ from hi3d.serving.server_install import ServerInstall
 ADMIN_HEADER = "hi3d-admin-key"
 RESTRICTED = "model-repository,model-config,statistics,shared-memory,trace,logging"
 DRAIN_MARKER = ".draining"  # in the repository root while the launcher drains the server
+SETTLE_S = 3.0  # how long a drain must see nothing running before it stops the server
+IDLE_CPU_S = 0.05  # CPU seconds all stubs together may use in one 0.5 s poll and count as idle
 
 
 def grpc_admin_headers(key: str) -> dict[str, str]:
@@ -176,14 +178,22 @@ class TritonServer:
         try:
             time.sleep(1.0)  # a request accepted just now reaches preprocess and is counted
             left, activity = in_flight(client, public, self.admin_headers)
+            cpu = stubs_cpu_seconds(self.process.pid)
             log(f"draining: {left} request(s) in flight")
-            quiet = 0  # consecutive polls with nothing admitted-and-unfinished and no activity
-            while quiet < 4 and time.monotonic() < deadline and self.process.poll() is None:
+            # Done when the counts say nothing is left, they stopped changing, and no stub
+            # burns CPU (a request in flight always runs in one): for SETTLE_S in a row. The
+            # counts alone can be misjudged, and one UNet step may take seconds on a busy CPU.
+            quiet_since = None
+            while time.monotonic() < deadline and self.process.poll() is None:
                 time.sleep(0.5)
                 left, now = in_flight(client, public, self.admin_headers)
-                quiet = quiet + 1 if left <= 0 and now == activity else 0
-                activity = now
-            return quiet >= 4
+                cpu_now = stubs_cpu_seconds(self.process.pid)
+                idle = left <= 0 and now == activity and cpu_now - cpu < IDLE_CPU_S
+                activity, cpu = now, cpu_now
+                quiet_since = (quiet_since or time.monotonic()) if idle else None
+                if quiet_since is not None and time.monotonic() - quiet_since >= SETTLE_S:
+                    return True
+            return False
         finally:
             client.close()
 
@@ -272,6 +282,19 @@ def python_stubs(server_pid: int) -> list[Stub]:
         if argv[0].endswith("triton_python_backend_stub") and len(argv) > 2 and _alive(int(entry.name)):
             stubs.append(Stub(int(entry.name), Path(argv[1]).parents[1].name, argv[2]))
     return stubs
+
+
+def stubs_cpu_seconds(server_pid: int) -> float:
+    """User + system CPU time of the server's stubs so far."""
+    total = 0
+    for st in python_stubs(server_pid):
+        try:
+            with open(f"/proc/{st.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def remove_shm(region: str) -> None:
