@@ -1,5 +1,6 @@
 """export/build_engines.py: the tiny build end to end, caching, and bad input."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,19 +29,24 @@ def test_tiny_build_writes_valid_onnx_that_passes_parity(tiny_build):
         assert {r["point"] for r in sidecar["parity"]["results"]} == {"min", "opt"}
 
 
-def test_rerun_finds_everything_cached(tiny_build, capsys):
-    out, _ = tiny_build
+def _copy(tiny_build, tmp_path) -> Path:
+    """A private copy: a rerun rewrites build_report.json, which the test above reads."""
+    return Path(shutil.copytree(tiny_build[0], tmp_path / "build"))
+
+
+def test_rerun_finds_everything_cached(tiny_build, tmp_path, capsys):
+    out = _copy(tiny_build, tmp_path)
     assert main(["--preset", "tiny", "--out", str(out), "--onnx-only", "--models", "clip,depth"]) == 0
     text = capsys.readouterr().out
     assert text.count("ONNX found cached") == 2 and "exporting" not in text
 
 
-def test_without_tensorrt_engines_are_skipped_or_required(tiny_build, capsys):
+def test_without_tensorrt_engines_are_skipped_or_required(tiny_build, tmp_path, capsys):
     from hi3d.engine.backends.tensorrt_backend import unavailable_reason
 
     if unavailable_reason() is None:
         pytest.skip("TensorRT and a GPU are available here")
-    out, _ = tiny_build
+    out = _copy(tiny_build, tmp_path)
     assert main(["--preset", "tiny", "--out", str(out), "--models", "aesthetic"]) == 0
     assert f"TensorRT engines skipped: {unavailable_reason()}" in capsys.readouterr().out
     assert main(["--preset", "tiny", "--out", str(out), "--models", "aesthetic", "--engines"]) == 3
