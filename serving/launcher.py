@@ -255,12 +255,19 @@ class Stub:
     shm_region: str  # its /dev/shm file, which tritonserver does not remove when the stub dies
 
 
-def _alive(pid: int) -> bool:
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (so field N of proc(5) is index N - 3), or
+    None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, just not reaped
-    except OSError:
-        return False
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"  # a zombie is dead, just not reaped
 
 
 def python_stubs(server_pid: int) -> list[Stub]:
@@ -270,31 +277,27 @@ def python_stubs(server_pid: int) -> list[Stub]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
+        fields = _stat(int(entry.name))
+        if fields is None or fields[0] == "Z" or int(fields[1]) != server_pid:
+            continue
         try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != server_pid:
-                continue
             with open(f"/proc/{entry.name}/cmdline", "rb") as f:
                 argv = f.read().decode(errors="replace").split("\0")
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue  # exited meanwhile
-        if argv[0].endswith("triton_python_backend_stub") and len(argv) > 2 and _alive(int(entry.name)):
+        if argv[0].endswith("triton_python_backend_stub") and len(argv) > 2:
             stubs.append(Stub(int(entry.name), Path(argv[1]).parents[1].name, argv[2]))
     return stubs
 
 
 def stubs_cpu_seconds(server_pid: int) -> float:
     """User + system CPU time of the server's stubs so far."""
-    total = 0
+    ticks = 0
     for st in python_stubs(server_pid):
-        try:
-            with open(f"/proc/{st.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
+        fields = _stat(st.pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def remove_shm(region: str) -> None:
