@@ -5,6 +5,9 @@ and 4): each mesh is normalised on its own, translated so that its bounding box 
 centred at the origin and scaled so that the box's longest side is 1.
 - Chamfer distance: `num_points` (100k) points sampled uniformly (by area) on each surface;
   CD = (mean_{p in pred} min_g |p - g| + mean_{g in gt} min_p |g - p|) / 2 (unsquared).
+- F-score at threshold tau (not in the paper; common in reconstruction benchmarks): the
+  harmonic mean of precision (share of pred points within tau of gt) and recall (the
+  converse), on the same samples as the Chamfer distance.
 - Volume IoU: both meshes voxelised on the same 64^3 grid of voxel centres covering
   [-0.55, 0.55]^3; IoU = |inside_pred & inside_gt| / |inside_pred | inside_gt|.
 "Inside" is decided by ray parity along +z (meshes must be closed, as marching-cubes
@@ -47,13 +50,27 @@ def _normalized_pair(pred: Mesh, gt: Mesh, frame: str) -> tuple[np.ndarray, np.n
     return normalize(pred.vertices, ref), normalize(gt.vertices, ref)
 
 
-def chamfer_distance(pred: Mesh, gt: Mesh, num_points: int = 100_000, seed: int = 0, frame: str = "each") -> float:
+def surface_distances(
+    pred: Mesh, gt: Mesh, num_points: int = 100_000, seed: int = 0, frame: str = "each"
+) -> tuple[np.ndarray, np.ndarray]:  # [num_points] pred -> gt, [num_points] gt -> pred
+    """Distances from points sampled on each normalised surface to the other surface's samples."""
     pv, gv = _normalized_pair(pred, gt, frame)
     p = _sample(pv, pred.faces, num_points, seed)
     g = _sample(gv, gt.faces, num_points, seed + 1)
-    d_pg = cKDTree(g).query(p)[0]
-    d_gp = cKDTree(p).query(g)[0]
+    return cKDTree(g).query(p)[0], cKDTree(p).query(g)[0]
+
+
+def chamfer_distance(pred: Mesh, gt: Mesh, num_points: int = 100_000, seed: int = 0, frame: str = "each") -> float:
+    return chamfer_from(*surface_distances(pred, gt, num_points, seed, frame))
+
+
+def chamfer_from(d_pg: np.ndarray, d_gp: np.ndarray) -> float:
     return float((d_pg.mean() + d_gp.mean()) / 2.0)
+
+
+def f_score_from(d_pg: np.ndarray, d_gp: np.ndarray, threshold: float) -> float:
+    precision, recall = float((d_pg < threshold).mean()), float((d_gp < threshold).mean())
+    return 0.0 if precision + recall == 0.0 else 2.0 * precision * recall / (precision + recall)
 
 
 def volume_iou(pred: Mesh, gt: Mesh, resolution: int = IOU_RESOLUTION, frame: str = "each") -> float:
@@ -61,6 +78,16 @@ def volume_iou(pred: Mesh, gt: Mesh, resolution: int = IOU_RESOLUTION, frame: st
     a = occupancy(pv, pred.faces, resolution)
     b = occupancy(gv, gt.faces, resolution)
     return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def to_z_up(vertices: np.ndarray, up: str) -> np.ndarray:  # [V, 3]
+    """Vertices of a file whose up axis is `up` ("y": glTF, most OBJ exports) in our +z-up world,
+    as Blender's importers turn them (x stays, y up becomes z up, z forward becomes -y)."""
+    if up == "z":
+        return vertices
+    if up != "y":
+        raise ValueError(f"up must be 'y' or 'z', got {up!r}")
+    return np.stack([vertices[:, 0], -vertices[:, 2], vertices[:, 1]], 1)
 
 
 def occupancy(
