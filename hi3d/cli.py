@@ -1,6 +1,7 @@
 """`hi3d`: the command line, the only place that parses arguments.
 
     hi3d generate IMAGE --out DIR [--weights DIR] [--preset tiny|full] [--mesh] ...
+    hi3d generate --prompt TEXT --t2i DIR|tiny --out DIR [...]   (text -> image -> views)
     hi3d reconstruct VIEWS_DIR --out MESH
     hi3d demo --out DIR [--weights DIR --image IMAGE]
     hi3d serve build-repo | install-server | start ...   (hi3d/serve_cli.py)
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hi3d.engine.backends import DTYPES
@@ -73,8 +75,10 @@ def recon_config(args: argparse.Namespace):
                          args.texture_size, args.vertex_colors)
 
 
-def generate(opts: EngineOptions, params, image: Path, out: Path, remove_background: bool, recon=None) -> int:
-    """Image -> views (and a mesh with `recon`); everything computed before anything is written."""
+def generate(opts: EngineOptions, params, img, out: Path, remove_background: bool, recon=None,
+             input_image=None) -> int:
+    """Image -> views (and a mesh with `recon`); everything computed before anything is written.
+    `input_image` (the text-to-image result) is written beside the views as OUT/input.png."""
     from hi3d.engine import images
     from hi3d.engine.pipeline import Hi3DPipeline
 
@@ -82,7 +86,6 @@ def generate(opts: EngineOptions, params, image: Path, out: Path, remove_backgro
         print("No --weights given: running the `tiny` preset with seeded random weights. "
               "The views show the pipeline working, not a real object.", file=sys.stderr)
     cfg = opts.config()
-    img = images.load_image(image)
     rgb = images.on_white(images.remove_background(img) if remove_background else img)
     image1, image2 = images.square_crop(rgb, cfg.stage1.resolution), images.square_crop(rgb, cfg.stage2.resolution)
     pipe = Hi3DPipeline(cfg, opts.networks(cfg))
@@ -95,6 +98,11 @@ def generate(opts: EngineOptions, params, image: Path, out: Path, remove_backgro
 
         mesh = reconstruct((views.stage2.float() + 1.0) / 2.0, params.elevation, recon, _recon_progress())
     # A failure above leaves --out as it was; each file below is written atomically.
+    if input_image is not None:
+        from hi3d.engine.files import atomic_write
+
+        atomic_write(out / "input.png", images.png_bytes(np.asarray(input_image.convert("RGB"))))
+        print(f"text-to-image input -> {out / 'input.png'}")
     images.save_views(views.stage1, out / "stage1")
     images.save_views(views.stage2, out / "stage2")
     print(f"{cfg.name}: {len(views.stage2)} views in {elapsed:.1f} s -> {out}/stage1, {out}/stage2")
@@ -106,16 +114,49 @@ def generate(opts: EngineOptions, params, image: Path, out: Path, remove_backgro
     return 0
 
 
+def text_image(args: argparse.Namespace):
+    """--prompt -> the object image on white (engine/text_to_image.py)."""
+    from hi3d.engine.backends import default_dtype
+    from hi3d.engine.text_to_image import TINY, TextToImageParams, default_steps, generate_image, load_pipeline
+
+    if args.t2i is None:
+        raise InvalidInput("--prompt needs --t2i DIR (a local diffusers text-to-image folder) or --t2i tiny")
+    t2i = TextToImageParams(prompt=args.prompt, seed=args.seed, steps=args.t2i_steps or default_steps(args.t2i),
+                            guidance=args.guidance, size=args.t2i_size)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"--device {args.device}: torch sees no CUDA device")
+    tiny = args.t2i == TINY
+    if tiny:
+        print("--t2i tiny: a seeded random text-to-image pipeline; its image is noise, not the prompt's object.",
+              file=sys.stderr)
+    pipe = load_pipeline(args.t2i, device, DTYPES[args.dtype or default_dtype(device)])
+    result = generate_image(pipe, t2i, remove_background=not tiny, progress=_progress())
+    if result.background == "as generated" and not tiny:
+        print("note: the text-to-image output has no alpha and rembg is not installed "
+              "(pip install 'hi3d-engine[rembg]'): using it as generated; the prompt asked for a white background.",
+              file=sys.stderr)
+    return result.image
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    from hi3d.engine import images
     from hi3d.engine.pipeline import GenerationParams
 
+    if (args.image is None) == (args.prompt is None):
+        raise InvalidInput("give either IMAGE or --prompt TEXT (not both)")
+    if args.prompt is None and args.t2i is not None:
+        raise InvalidInput("--t2i only applies with --prompt")
     params = GenerationParams(elevation=args.elevation, seed=args.seed, steps=args.steps)
     opts = engine_options(args)
     if args.mesh and args.weights is None:
         raise InvalidInput("--mesh needs --weights: the weight-free tiny views are noise, not an object "
                            "(`hi3d demo` shows the reconstruction on a rendered object)")
     recon = recon_config(args) if args.mesh else None
-    return generate(opts, params, args.image, args.out, args.remove_background, recon)
+    if args.prompt is not None:
+        img = text_image(args)
+        return generate(opts, params, img, args.out, False, recon, input_image=img)
+    return generate(opts, params, images.load_image(args.image), args.out, args.remove_background, recon)
 
 
 # --- reconstruct / demo ------------------------------------------------------------------
@@ -145,7 +186,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise InvalidInput("demo with real weights needs both --weights DIR and --image IMAGE")
         params = GenerationParams(elevation=args.elevation, seed=args.seed)
         opts = EngineOptions(weights=args.weights, device="cuda" if torch.cuda.is_available() else "cpu")
-        return generate(opts, params, args.image, args.out, False, recon_config(args))
+        from hi3d.engine import images
+
+        return generate(opts, params, images.load_image(args.image), args.out, False, recon_config(args))
     from hi3d.engine.recon.demo import run_demo
 
     cfg = recon_config(args)
@@ -202,7 +245,13 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="image -> 16 views at stage-1 and stage-2 resolution (and a mesh)")
-    g.add_argument("image", type=Path)
+    g.add_argument("image", type=Path, nargs="?", help="the photo (or give --prompt)")
+    g.add_argument("--prompt", help="text -> image with --t2i first, then the views (docs/generation.md)")
+    g.add_argument("--t2i", metavar="DIR|tiny", help="a local diffusers text-to-image folder (SD 1.x/2.x, SDXL), "
+                   "or tiny: seeded random weights")
+    g.add_argument("--t2i-steps", type=positive_int, help="text-to-image steps (default 30; 2 for tiny)")
+    g.add_argument("--guidance", type=float, default=7.5, help="text-to-image guidance scale (default 7.5)")
+    g.add_argument("--t2i-size", type=int, help="text-to-image side in pixels (default: the pipeline's)")
     g.add_argument("--out", type=Path, required=True)
     _add_engine_args(g)
     g.add_argument("--steps", type=int, help="sampler steps (default: the preset's; 25 for full)")

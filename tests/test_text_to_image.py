@@ -1,0 +1,103 @@
+"""Text -> image -> views: the tiny text-to-image pipeline end to end, a saved pipeline folder
+loaded back the way a real SD folder is, and the errors for bad --t2i folders."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hi3d import cli
+from hi3d.engine.errors import InvalidInput
+from hi3d.engine.text_to_image import (
+    PROMPT_SUFFIX,
+    TextToImageParams,
+    generate_image,
+    load_pipeline,
+    tiny_pipeline,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_pipeline()
+
+
+def test_seed_decides_the_image_and_the_prompt_gets_the_suffix(tiny):
+    params = TextToImageParams("a wooden chair", seed=3, steps=2)
+    assert params.full_prompt == "a wooden chair" + PROMPT_SUFFIX
+    a, b = generate_image(tiny, params, False), generate_image(tiny, params, False)
+    c = generate_image(tiny, TextToImageParams("a wooden chair", seed=4, steps=2), False)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+    assert a.image.mode == "RGB" and a.background == "as generated"
+
+
+def test_a_saved_pipeline_folder_loads_locally_and_gives_the_same_image(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "sd")  # the layout of an SD 1.x folder: model_index.json + components
+    loaded = load_pipeline(str(tmp_path / "sd"), CPU, torch.float32)
+    params = TextToImageParams("a red mug", seed=1, steps=2)
+    assert np.array_equal(np.asarray(generate_image(tiny, params, False).image),
+                          np.asarray(generate_image(loaded, params, False).image))
+
+
+def test_alpha_goes_on_white():
+    from hi3d.engine.text_to_image import _on_white
+
+    raw = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    raw.paste((10, 20, 30, 255), (2, 2, 6, 6))
+    image, how = _on_white(raw, remove_background=True)
+    arr = np.asarray(image)
+    assert how == "alpha" and arr[0, 0].tolist() == [255, 255, 255] and arr[3, 3].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize("bad", [dict(prompt=" "), dict(prompt="x" * 1001), dict(prompt="a", steps=0),
+                                 dict(prompt="a", guidance=float("nan")), dict(prompt="a", size=100)])
+def test_params_refuse_bad_values(bad):
+    with pytest.raises(InvalidInput):
+        TextToImageParams(**bad)
+
+
+def test_prompt_to_views_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["generate", "--prompt", "a wooden chair", "--t2i", "tiny", "--out", str(out),
+                     "--steps", "1", "--seed", "2"]) == 0
+    assert "--t2i tiny" in capsys.readouterr().err  # says the image is from random weights
+    assert Image.open(out / "input.png").size == (64, 64)
+    for stage, size in (("stage1", 64), ("stage2", 128)):
+        pngs = sorted((out / stage).glob("[0-9]*.png"))
+        assert len(pngs) == 16 and Image.open(pngs[0]).size == (size, size)
+
+
+def _error(argv, capsys) -> str:
+    assert cli.main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_bad_t2i_folders_and_arguments_exit_2(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "out")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "model_index.json" in _error(["generate", "--prompt", "a cup", "--t2i", str(empty), *out], capsys)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "model_index.json").write_text(json.dumps(
+        {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+         "safety_checker": [None, None]}))
+    assert "unet" in _error(["generate", "--prompt", "a cup", "--t2i", str(partial), *out], capsys)
+    assert "not a directory" in _error(["generate", "--prompt", "a cup", "--t2i", str(tmp_path / "no"), *out], capsys)
+    assert "--t2i" in _error(["generate", "--prompt", "a cup", *out], capsys)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(img)
+    assert "--prompt" in _error(["generate", str(img), "--prompt", "a cup", "--t2i", "tiny", *out], capsys)
+    assert not (tmp_path / "out").exists()
