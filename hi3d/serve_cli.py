@@ -65,7 +65,7 @@ def cmd_build_repo(args: argparse.Namespace) -> int:
         gpus=args.gpus, instances=args.instances, max_batch=args.max_batch, batch_delay_us=args.batch_delay_us,
         max_image_bytes=args.max_image_bytes, gpu_dtype=args.gpu_dtype, python_paths=paths,
         memory_plan=args.memory_plan,
-        recon_preset=args.recon_preset,
+        recon_preset=args.recon_preset, t2i=args.t2i, t2i_steps=args.t2i_steps, guidance=args.guidance,
     )
     models = build_repository(args.out, opts)
     print(f"{args.out}: {len(models)} models ({', '.join(models)}); {args.backend} backend, {args.preset} preset, "
@@ -216,6 +216,10 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                         "own weights, so no plan changes what the served models hold (docs/serving.md)")
     b.add_argument("--recon-preset", choices=list(RECON_PRESETS),
                    help="reconstruction of hi3d_reconstruct / hi3d_mesh / hi3d_stream (default: cpu_small; gpu with --kind gpu)")
+    b.add_argument("--t2i", metavar="DIR|tiny", help="add the text models (t2i, hi3d_text, a prompt input on "
+                   "hi3d_stream): a local diffusers text-to-image folder, or tiny (seeded random weights)")
+    b.add_argument("--t2i-steps", type=int, help="text-to-image steps (default 30; 2 for tiny)")
+    b.add_argument("--guidance", type=float, default=7.5, help="text-to-image guidance scale")
     b.add_argument("--python-path", action="append", help="sys.path entries for model.py (default: this checkout)")
     b.add_argument("--cache-dir", **cache)
     b.set_defaults(func=cmd_build_repo)

@@ -10,6 +10,10 @@
     hi3d_mesh    ensemble: hi3d's inputs -> both stages' views + the mesh
     hi3d_stream  decoupled python model: hi3d's inputs + want_mesh -> progress events,
                  stage-1 views, views, mesh, as each exists; cancellable between steps
+  with --t2i tiny|DIR (off by default):
+    t2i          prompt + seed -> the object image on white, PNG bytes (python)
+    hi3d_text    ensemble: prompt + elevation + seed + steps -> t2i -> hi3d's path -> views + image
+    hi3d_stream  then also takes `prompt` instead of `image`, and streams the image it made
 
 Networks run on the torch backend (python models loading the weights written here), on
 ONNX Runtime (`model.onnx` from export artifacts) or TensorRT (`model.plan`).
@@ -41,6 +45,7 @@ from hi3d.export.tensorrt_build import find_engine
 from hi3d.serving.networks import BATCHED, NETWORKS, TensorIO, network_io
 
 ENSEMBLES = ("hi3d", "hi3d_stage1", "hi3d_mesh")
+T2I_MODELS = ("t2i", "hi3d_text")  # only in a repository built with --t2i
 # What clients call. Each request passes `preprocess` once (the door a drain closes) and ends
 # at its entry point; hi3d_reconstruct, which takes views, is public too but has no door.
 PUBLIC_MODELS = ("hi3d", "hi3d_stage1", "hi3d_mesh", "hi3d_stream")
@@ -71,6 +76,15 @@ class RepositoryOptions:
     # nothing to move, and the samplers batch CFG rows across requests, which a split would undo.
     memory_plan: str = "resident"
     recon_preset: str | None = None  # served reconstruction (None: cpu_small, or gpu with kind=gpu)
+    t2i: str | None = None  # text-to-image: "tiny" or a local diffusers folder; None: no text models
+    t2i_steps: int | None = None  # None: 2 for tiny, 30 for a folder
+    guidance: float = 7.5
+
+    def models(self) -> tuple[str, ...]:
+        return MODELS + (T2I_MODELS if self.t2i is not None else ())
+
+    def public_models(self) -> tuple[str, ...]:
+        return PUBLIC_MODELS + (("hi3d_text",) if self.t2i is not None else ())
 
     @property
     def recon(self) -> str:
@@ -94,9 +108,15 @@ class RepositoryOptions:
             raise InvalidInput(f"recon_preset must be one of {', '.join(RECON_PRESETS)}, got {self.recon!r}")
         if recon_preset(self.recon).device.startswith("cuda") and self.kind != "gpu":
             raise InvalidInput(f"reconstruction preset {self.recon!r} runs on a GPU: use --kind gpu or another preset")
+        if self.t2i is not None:
+            from hi3d.engine.text_to_image import TINY, TextToImageParams, check_folder, default_steps
+
+            if self.t2i != TINY:
+                check_folder(Path(self.t2i))
+            TextToImageParams("check", steps=self.t2i_steps or default_steps(self.t2i), guidance=self.guidance)
         for model, count in self.instances:
-            if model not in MODELS or model in ENSEMBLES:
-                served = [m for m in MODELS if m not in ENSEMBLES]
+            if model not in self.models() or model in ENSEMBLES or model == "hi3d_text":
+                served = [m for m in self.models() if m not in ENSEMBLES and m != "hi3d_text"]
                 raise InvalidInput(f"instances: unknown model {model!r}; choose from {served}")
             if count < 1:
                 raise InvalidInput(f"instances: {model} needs at least 1 instance, got {count}")
@@ -168,6 +188,11 @@ def stage_configs(cfg: Hi3DConfig, opts: RepositoryOptions) -> dict[str, str]:
     image1, image2 = TensorIO("image1", (1, 3, r1, r1)), TensorIO("image2", (1, 3, r2, r2))
     views1 = TensorIO("views1", (f, 3, r1, r1))
     u8 = lambda n, r: _tensor(TensorIO(n, (f, r, r, 3)), "TYPE_UINT8")  # noqa: E731
+    image, prompt = _tensor(TensorIO("image", (1,)), "TYPE_STRING"), _tensor(TensorIO("prompt", (1,)), "TYPE_STRING")
+    # With a t2i model the stream takes a prompt instead of an image (one of the two) and sends
+    # the image it made; without one its inputs and outputs stay as they always were.
+    stream_source = [_optional(image), _optional(prompt)] if opts.t2i is not None else [image]
+    stream_image = [_tensor(TensorIO("input_image", (1,)), "TYPE_STRING")] if opts.t2i is not None else []
     return {
         "preprocess": _python_config(
             "preprocess", [_tensor(TensorIO("image", (1,)), "TYPE_STRING")], [_tensor(image1), _tensor(image2)],
@@ -183,12 +208,28 @@ def stage_configs(cfg: Hi3DConfig, opts: RepositoryOptions) -> dict[str, str]:
             "hi3d_reconstruct", [u8("views", -1), *_scalars()[:2]], [_tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING")],
             {"recon_preset": opts.recon}, opts, on_gpu=opts.kind == "gpu"),
         "hi3d_stream": _python_config(
-            "hi3d_stream", [_tensor(TensorIO("image", (1,)), "TYPE_STRING"), *_scalars(),
-                            _tensor(TensorIO("want_mesh", (1,)), "TYPE_BOOL")],
+            "hi3d_stream", [*stream_source, *_scalars(), _tensor(TensorIO("want_mesh", (1,)), "TYPE_BOOL")],
             [_tensor(TensorIO("event", (1,)), "TYPE_STRING"), _tensor(TensorIO("progress", (1,))),
-             u8("stage1_views", r1), u8("views", r2), _tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING")],
+             u8("stage1_views", r1), u8("views", r2), _tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING"),
+             *stream_image],
             {"preset": cfg.name, "recon_preset": opts.recon}, opts, on_gpu=opts.kind == "gpu", decoupled=True),
+        **(t2i_configs(opts) if opts.t2i is not None else {}),
     }
+
+
+def _optional(text: str) -> str:
+    return text[:-2] + " optional: true }"
+
+
+def t2i_configs(opts: RepositoryOptions) -> dict[str, str]:
+    from hi3d.engine.text_to_image import default_steps
+
+    params = {"t2i": str(Path(opts.t2i).resolve()) if opts.t2i != "tiny" else "tiny",
+              "t2i_steps": str(opts.t2i_steps or default_steps(opts.t2i)), "guidance": str(opts.guidance),
+              "gpu_dtype": opts.gpu_dtype}
+    return {"t2i": _python_config(
+        "t2i", [_tensor(TensorIO("prompt", (1,)), "TYPE_STRING"), _tensor(TensorIO("seed", (1,)), "TYPE_INT64")],
+        [_tensor(TensorIO("image", (1,)), "TYPE_STRING")], params, opts, on_gpu=opts.kind == "gpu")}
 
 
 def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
@@ -197,20 +238,28 @@ def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
     return f"  {{ model_name: \"{model}\" model_version: -1\n    {ins}\n    {outs} }}"
 
 
-def ensemble_configs(cfg: Hi3DConfig) -> dict[str, str]:
+def ensemble_configs(cfg: Hi3DConfig, text: bool = False) -> dict[str, str]:
     f, r1, r2 = cfg.num_frames, cfg.stage1.resolution, cfg.stage2.resolution
-    inputs = [_tensor(TensorIO("image", (1,)), "TYPE_STRING"), *_scalars()]
     scalars = {k: k for k in ("elevation", "seed", "steps")}
     pre = _step("preprocess", {"image": "image"}, {"image1": "image1", "image2": "image2"})
     pre1 = _step("preprocess", {"image": "image"}, {"image1": "image1"})  # an ensemble may not leave a tensor unused
 
-    def ensemble(name: str, outputs: list[str], steps: list[str]) -> str:
+    def ensemble(name: str, outputs: list[str], steps: list[str], source: str = "image") -> str:
+        inputs = [_tensor(TensorIO(source, (1,)), "TYPE_STRING"), *_scalars()]
         text = f"name: \"{name}\"\nplatform: \"ensemble\"\nmax_batch_size: 0\n"
         text += _io_block("input", inputs) + _io_block("output", outputs)
         return text + "ensemble_scheduling {\n step [\n" + ",\n".join(steps) + "\n ]\n}\n"
 
     u8 = lambda n, r: _tensor(TensorIO(n, (f, r, r, 3)), "TYPE_UINT8")  # noqa: E731
+    stages = [
+        _step("stage1", {"image1": "image1", **scalars}, {"views1": "views1", "views1_uint8": "stage1_views"}),
+        _step("stage2", {"image2": "image2", "views1": "views1", **scalars}, {"views2_uint8": "views"}),
+    ]
+    text_models = {"hi3d_text": ensemble(
+        "hi3d_text", [u8("views", r2), u8("stage1_views", r1), _tensor(TensorIO("image", (1,)), "TYPE_STRING")],
+        [_step("t2i", {"prompt": "prompt", "seed": "seed"}, {"image": "image"}), pre, *stages], source="prompt")}
     return {
+        **(text_models if text else {}),
         "hi3d": ensemble("hi3d", [u8("views", r2), u8("stage1_views", r1)], [
             pre,
             _step("stage1", {"image1": "image1", **scalars}, {"views1": "views1", "views1_uint8": "stage1_views"}),
@@ -322,9 +371,10 @@ def _write(repo: Path, cfg: Hi3DConfig, opts: RepositoryOptions) -> None:
         modules = load_modules(cfg, opts.weights)
     elif backend_named(opts.backend).served_as == "tensorrt_plan":
         trt_env = _trt_env(opts)
-    configs = {**{n: network_config(cfg, opts, n) for n in NETWORKS}, **stage_configs(cfg, opts), **ensemble_configs(cfg)}
+    configs = {**{n: network_config(cfg, opts, n) for n in NETWORKS}, **stage_configs(cfg, opts),
+               **ensemble_configs(cfg, text=opts.t2i is not None)}
     sources = {"preprocess": "preprocess", "stage1": "sampler", "stage2": "sampler",
-               "hi3d_reconstruct": "reconstruct", "hi3d_stream": "stream"}
+               "hi3d_reconstruct": "reconstruct", "hi3d_stream": "stream", "t2i": "t2i"}
     for name, text in configs.items():
         version = repo / name / "1"
         version.mkdir(parents=True)
@@ -333,7 +383,7 @@ def _write(repo: Path, cfg: Hi3DConfig, opts: RepositoryOptions) -> None:
             _network_files(cfg, opts, version, name, modules, trt_env)
         elif name in sources:
             (version / "model.py").write_text(_model_py(sources[name], opts.python_paths))
-    record = {"models": list(configs), "public_models": list(PUBLIC_MODELS), "preset": cfg.name, **asdict(opts)}
+    record = {"models": list(configs), "public_models": list(opts.public_models()), "preset": cfg.name, **asdict(opts)}
     (repo / MARKER).write_text(json.dumps(record, indent=2, default=str))
 
 
@@ -359,7 +409,7 @@ def build_repository(out: Path, opts: RepositoryOptions) -> list[str]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return list(MODELS)
+    return list(opts.models())
 
 
 def read_record(repo: Path) -> dict:

@@ -1,5 +1,7 @@
 """Triton model `hi3d_stream` (decoupled): image -> progress events, stage-1 views, views and
-optionally the mesh, each sent as soon as it exists, then the final flag.
+optionally the mesh, each sent as soon as it exists, then the final flag. In a repository
+built with --t2i, a `prompt` may come instead of the image: the `t2i` model makes the image
+first, and it is streamed (`input_image`) before the views.
 
 It runs the pipeline's stage methods itself, every network behind a TritonRunner (so the
 UNets stay batched with everyone else's calls), and the reconstruction in this instance.
@@ -36,6 +38,10 @@ class TritonPythonModel:
         p = bls.generation_params(request)
         want_mesh = bls.scalar_input(request, "want_mesh", bool)
         image = pb_utils.get_input_tensor_by_name(request, "image")
+        prompt = pb_utils.get_input_tensor_by_name(request, "prompt")
+        if (image is None) == (prompt is None):
+            raise bls.InvalidInput("give exactly one of the inputs 'image' and 'prompt'" if image is not None
+                                   else "missing input 'image'")
         recon = meshing.recon_config(self.recon, p.seed, self.device) if want_mesh else None
         steps = (p.steps or self.cfg.stage1.sampler.steps) + (p.steps or self.cfg.stage2.sampler.steps)
         total = steps + (meshing.recon_steps(recon) if want_mesh else 0)
@@ -53,6 +59,12 @@ class TritonPythonModel:
                     pb_utils.Tensor("event", np.array([f"{stage} {step}/{stage_total}".encode()], dtype=np.object_)),
                     pb_utils.Tensor("progress", np.array([done / total], np.float32))]))
 
+        if prompt is not None:  # InvalidInput naming `prompt` for a bad one; `t2i` checks cancellation itself
+            (png,) = bls.call("t2i", [prompt, pb_utils.Tensor("seed", np.array([p.seed], np.int64))], ("image",))
+            if request.is_cancelled() or sender.is_cancelled():
+                raise bls.Cancelled("t2i")
+            image = pb_utils.Tensor("image", png)
+            sender.send(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("input_image", png)]))
         image1, image2 = (torch.from_numpy(a.copy()) for a in
                           bls.call("preprocess", [image], ("image1", "image2")))  # InvalidInput for a bad image
         views1 = self.pipe.generate_stage1(image1, p, progress)

@@ -133,7 +133,7 @@ def models(tmp_path_factory):
     torch.set_num_threads(1)  # on a shared 2-core machine, intra-op threads mostly wait for each other
     try:
         mods = {name: importlib.import_module(f"hi3d.serving.models.{name}")
-                for name in ("preprocess", "network", "sampler", "stream", "reconstruct")}
+                for name in ("preprocess", "network", "sampler", "stream", "reconstruct", "t2i")}
         cfg, root = tiny(), tmp_path_factory.mktemp("weights")
         for name, module in load_modules(cfg).items():
             (root / name / "1").mkdir(parents=True)
@@ -144,6 +144,9 @@ def models(tmp_path_factory):
             Server.models[name] = mods["network"].TritonPythonModel()
             Server.models[name].initialize(_args({"preset": "tiny", "network": name, "gpu_dtype": "fp32",
                                                   "backend": "torch"}, str(root / name)))
+        Server.models["t2i"] = mods["t2i"].TritonPythonModel()
+        Server.models["t2i"].initialize(_args({"t2i": "tiny", "t2i_steps": "2", "guidance": "7.5",
+                                               "gpu_dtype": "fp32"}, str(root / "t2i")))
         yield mods
     finally:
         torch.set_num_threads(threads)
@@ -244,3 +247,52 @@ def test_reconstruct_refuses_or_stops(models, views, code, match):
     model.initialize(_args({"recon_preset": "test"}))
     (response,) = model.execute([_recon_request(views, cancelled=lambda: True)])
     assert response.error().code() == code and match in response.error().message()
+
+
+# --- text: the t2i model and a prompt on the stream ------------------------------------------
+def _t2i_request(prompt, cancelled=lambda: False) -> Request:
+    inputs = {"seed": Tensor("seed", np.array([7], np.int64))}
+    if prompt is not None:
+        inputs["prompt"] = Tensor("prompt", np.array([prompt], dtype=np.object_))
+    return Request(inputs, cancelled)
+
+
+def test_t2i_returns_the_engine_image_as_png(models):
+    from hi3d.engine.text_to_image import TextToImageParams, generate_image, tiny_pipeline
+
+    (response,) = Server.models["t2i"].execute([_t2i_request("a red mug".encode())])
+    got = np.asarray(images.decode_image(response.outputs["image"].as_numpy()[0]).convert("RGB"))
+    want = generate_image(tiny_pipeline(), TextToImageParams("a red mug", seed=7, steps=2), False).image
+    assert np.array_equal(got, np.asarray(want))
+
+
+@pytest.mark.parametrize("prompt,code,match", [
+    (b"   ", "INVALID_ARG", "prompt is empty"),
+    (b"\xff\xfe", "INVALID_ARG", "prompt is not UTF-8"),
+    (None, "INVALID_ARG", "missing input 'prompt'"),
+])
+def test_t2i_refuses_a_bad_prompt_and_keeps_serving(models, prompt, code, match):
+    responses = Server.models["t2i"].execute([_t2i_request(prompt), _t2i_request(b"a cup")])
+    assert responses[0].error().code() == code and match in responses[0].error().message()
+    assert not responses[1].has_error()
+
+
+def test_a_cancelled_t2i_request_stops(models):
+    (response,) = Server.models["t2i"].execute([_t2i_request(b"a cup", cancelled=lambda: True)])
+    assert response.error().code() == TritonError.CANCELLED
+
+
+def test_stream_takes_a_prompt_and_sends_the_image_first(models):
+    request = _stream_request(steps=1, drop="image")
+    request.inputs["prompt"] = Tensor("prompt", np.array([b"a wooden chair"], dtype=np.object_))
+    _stream_model(models).execute([request])
+    names = _names(request.sender.sent)
+    assert names[0] == ("input_image",) and names[-2:] == [("views",), "final"]
+    png_bytes = request.sender.sent[0][0].outputs["input_image"].as_numpy()[0]
+    assert images.decode_image(png_bytes).size == (64, 64)
+
+    both = _stream_request(steps=1)
+    both.inputs["prompt"] = request.inputs["prompt"]
+    _stream_model(models).execute([both])
+    (response, _), = both.sender.sent
+    assert response.error().code() == TritonError.INVALID_ARG and "'prompt'" in response.error().message()

@@ -19,6 +19,7 @@ from hi3d.serving.networks import BATCHED, NETWORKS, load_network
 from hi3d.serving.repository import (
     ENSEMBLES,
     MODELS,
+    T2I_MODELS,
     RepositoryOptions,
     build_repository,
     read_record,
@@ -219,3 +220,23 @@ def test_max_batch_is_checked_against_the_export_profile(build, tmp_path):
 def test_bad_options(tmp_path, opts, match):
     with pytest.raises(ValueError, match=match):
         build_repository(tmp_path / "x", opts)
+
+
+def test_text_models_only_with_t2i(torch_repo, tmp_path):
+    assert not any((torch_repo / m).exists() for m in T2I_MODELS)
+    plain_stream = _config(torch_repo, "hi3d_stream")
+    assert [i.name for i in plain_stream.input][0] == "image" and not plain_stream.input[0].optional
+    repo = tmp_path / "text"
+    build_repository(repo, RepositoryOptions(preset="tiny", instances=(("stage1", 3),), python_paths=PATHS,
+                                             batch_delay_us=1234, t2i="tiny"))
+    assert sorted(p.name for p in repo.iterdir() if p.is_dir()) == sorted(MODELS + T2I_MODELS)
+    assert "hi3d_text" in read_record(repo)["public_models"]
+    text = _config(repo, "hi3d_text")
+    assert [s.model_name for s in text.ensemble_scheduling.step] == ["t2i", "preprocess", "stage1", "stage2"]
+    assert {o.name for o in text.output} == {"views", "stage1_views", "image"}
+    stream = {i.name: i for i in _config(repo, "hi3d_stream").input}
+    assert stream["image"].optional and stream["prompt"].optional
+    for name in (*NETWORKS, "preprocess", "stage1", "stage2", *ENSEMBLES):  # the image path is unchanged
+        assert (repo / name / "config.pbtxt").read_text() == (torch_repo / name / "config.pbtxt").read_text()
+    with pytest.raises(InvalidInput, match="model_index.json"):
+        build_repository(tmp_path / "bad", RepositoryOptions(preset="tiny", python_paths=PATHS, t2i=str(tmp_path)))
