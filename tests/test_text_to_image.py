@@ -100,4 +100,5 @@ def test_bad_t2i_folders_and_arguments_exit_2(tmp_path, capsys):
     img = tmp_path / "x.png"
     Image.new("RGB", (32, 32)).save(img)
     assert "--prompt" in _error(["generate", str(img), "--prompt", "a cup", "--t2i", "tiny", *out], capsys)
+    assert "--weights" in _error(["generate", "--prompt", "a cup", "--t2i", "tiny", "--mesh", *out], capsys)
     assert not (tmp_path / "out").exists()
