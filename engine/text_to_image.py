@@ -178,7 +178,7 @@ def _on_white(raw: Image.Image, remove_background: bool) -> tuple[Image.Image, s
 
 def generate_image(pipe, params: TextToImageParams, remove_background: bool = True,
                    progress: Progress | None = None) -> TextImage:
-    """Prompt -> one object image on white. A seeded CPU generator: same seed, same image on any device."""
+    """Prompt -> one object image on white. A seeded CPU generator: the same starting noise on any device."""
     def on_step(_pipe, i: int, _t, kwargs: dict) -> dict:
         if progress:
             progress("t2i", i + 1, params.steps)
