@@ -77,7 +77,7 @@ def server(tmp_path_factory):
     # CPU; one hi3d_stream instance, so that a request after a cancelled one has to wait for it.
     opts = RepositoryOptions(preset="tiny", instances=(("stage2", 1), ("hi3d_stream", 1)), batch_delay_us=1_000_000,
                              max_image_bytes=MAX_IMAGE_BYTES, python_paths=default_python_paths(install.numpy_dir),
-                             recon_preset="test", t2i="tiny")  # t2i: the text models too (hi3d_text, a prompt on the stream)
+                             recon_preset="test")
     build_repository(repo, opts)
     with TritonServer(repo, install, free_ports(), key="test-admin-key") as s:
         yield s
@@ -404,22 +404,3 @@ def test_the_client_command_streams_views_to_files(server, tmp_path, capsys):
         assert [f.name for f in files] == [f"{i:03d}.png" for i in range(16)]
         assert Image.open(files[0]).size == (size, size)
     assert "stage2 1/1" in capsys.readouterr().err  # the progress bar showed the server's events
-
-
-def test_text_to_views_and_a_bad_prompt(server):
-    from hi3d.engine.text_to_image import TextToImageParams, generate_image, tiny_pipeline
-
-    values = {"prompt": (np.array([b"a wooden chair"], dtype=np.object_), "BYTES"),
-              "elevation": (np.array([0.0], np.float32), "FP32"), "seed": (np.array([4], np.int64), "INT64"),
-              "steps": (np.array([1], np.int32), "INT32")}
-    result = _infer(server, "hi3d_text", values)
-    got = np.asarray(images.decode_image(result.as_numpy("image")[0]).convert("RGB"), np.int16)
-    want = generate_image(tiny_pipeline(), TextToImageParams("a wooden chair", seed=4, steps=2), False).image
-    assert np.abs(got - np.asarray(want, np.int16)).max() <= MAX_LEVELS  # the served image is the engine's
-    assert result.as_numpy("views").shape == (16, 128, 128, 3)
-    with pytest.raises(tritonclient.InferenceServerException, match="prompt is empty") as e:
-        _infer(server, "hi3d_text", {**values, "prompt": (np.array([b"  "], dtype=np.object_), "BYTES")})
-    assert str(e.value.status()) == INVALID
-    assert _stream_error(server, drop="image", prompt=values["prompt"]) is None  # the stream takes a prompt too
-    error = _stream_error(server, prompt=values["prompt"])  # ... but not a prompt and an image
-    assert error is not None and "'prompt'" in error.message()
