@@ -17,7 +17,8 @@
 #      stage-2 UNet steps, stage-1 and stage-2 VAE decodes; beside it, on the CPU, the cost
 #      model (FLOPs, bytes, H100 bounds) with these times
 #   6. the same networks on TensorRT fp16 engines vs eager, if tensorrt is importable (the lent
-#      machines lack it; hi3d.export.backends exports, builds and caches the engines)
+#      machines lack it; hi3d.export.backends exports, builds and caches the engines), with the
+#      engine build seconds, host peak RSS and GPU peak memory of the step
 #   7. the stage plot
 # $OUT gets report.log (everything printed), pipeline.json, memory.json, networks.json, cost.json,
 # stages.png and the kernel JSONs: the device tool brings back at most 8 files.
@@ -137,10 +138,20 @@ echo "== [cost_model]"; cat "$COST_LOG"; rm -f "$COST_LOG"
 [[ -f $OUT/networks.json && -f $OUT/cost.json ]] && step cost_vs_measured 60 $PY -m hi3d.bench.cost_model --preset "$PRESET" \
   --costs "$OUT/cost.json" --latency "$OUT/networks.json" --out "$OUT/cost.json"
 
-# 6. TensorRT fp16 engines (exported, built and cached by the backend factory)
+# 6. TensorRT fp16 engines (exported, built and cached by the backend factory, which prints
+#    each engine's build seconds); beside them the host's peak RSS (/usr/bin/time) and the
+#    GPU's peak memory (nvidia-smi every 0.5 s) over export + engine builds + timing
 if $PY -c 'import tensorrt' 2> /dev/null; then
-  step networks_trt $T $PY -m hi3d.bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" --networks-only \
-    --compare torch,tensorrt --artifacts /tmp/hi3d_build --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/networks_trt.json"
+  GPU_LOG=$(mktemp)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$GPU_LOG" 2> /dev/null &
+  SMI_PID=$!
+  TIMED=(); [[ -x /usr/bin/time ]] && TIMED=(/usr/bin/time -f "== [networks_trt] host peak RSS %M KiB over %e s")
+  step networks_trt $T "${TIMED[@]}" $PY -m hi3d.bench.latency --preset "$PRESET" --device "$DEV" --dtype "$DTYPE" \
+    --networks-only --compare torch,tensorrt --artifacts /tmp/hi3d_build --warmup "$WARMUP" --iters "$ITERS" \
+    --out "$OUT/networks_trt.json"
+  kill "$SMI_PID" 2> /dev/null
+  echo "== [networks_trt] GPU memory used, peak: $(sort -n "$GPU_LOG" | tail -1) MiB (builder included)"
+  rm -f "$GPU_LOG"
 else
   echo "== [networks_trt] skipped: tensorrt is not importable here"
 fi

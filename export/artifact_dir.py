@@ -85,9 +85,14 @@ class OnnxExporter:
         self.modules: dict[str, nn.Module] = {}
 
     def module(self, name: str) -> nn.Module:
-        """The torch module of `name` in fp32 on the export device (all loaded on first use)."""
+        """The torch module of `name` in fp32 on the export device. Random weights: built
+        alone, held by nobody else, so the export frees it once traced (a full UNet is
+        6 GB). Official weights: all loaded on first use (the checkpoints mix networks)."""
         from hi3d.engine.backends.torch_backend import load_modules
+        from hi3d.engine.models import build_seeded
 
+        if self.weights is None:
+            return build_seeded(self.cfg, name, self.cfg.seed_weights).to(self.device).eval()
         if not self.modules:
             self.modules.update(load_modules(self.cfg, self.weights))
         return self.modules[name].to(device=self.device, dtype=torch.float32).eval()

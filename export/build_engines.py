@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write_json
 from hi3d.export import artifacts
 from hi3d.export.artifact_dir import ArtifactDir, OnnxExporter, parse_networks
+from hi3d.export.host_memory import RSSHighWater
 from hi3d.export.parity import ParityError
 from hi3d.export.tensorrt_build import PRECISIONS, ensure_engine
 
@@ -44,9 +46,10 @@ def _mb(n: int | None) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("model", "ONNX size", "ONNX", "parity max|err|", "engine size", "engine", "build s")
+    head = ("model", "ONNX size", "ONNX", "export s", "peak RSS", "parity max|err|", "engine size", "engine", "build s")
     body = [
         (r["model"], _mb(r.get("onnx_bytes")), r.get("onnx_status", "-"),
+         "-" if r.get("onnx_seconds") is None else f"{r['onnx_seconds']:.1f}", _mb(r.get("peak_rss_bytes")),
          "-" if r.get("parity_max_abs_err") is None else f"{r['parity_max_abs_err']:.2e}",
          _mb(r.get("engine_bytes")), r.get("engine_status", "-"),
          "-" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}")
@@ -84,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": name}
         rows.append(row)
         try:
-            a = exporter.ensure(name)
+            t0 = time.perf_counter()
+            # Peak host memory of this network alone: what a build host must have free.
+            with RSSHighWater() as peak:
+                a = exporter.ensure(name)
+            seconds = time.perf_counter() - t0
+            print(f"[{name}] {seconds:.1f} s, peak RSS {peak.describe()}")
         except InvalidInput as e:  # the weights do not load: nothing else will either
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -96,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         parity = (artifacts.read_sidecar(a.path) or {}).get("parity", {})
         errs = [r["max_abs_err"] for r in parity.get("results", [])]
         row.update(onnx=str(a.path), onnx_bytes=a.size_bytes, onnx_status=a.status.split(" (")[0],
-                   parity_max_abs_err=max(errs) if errs else None)
+                   parity_max_abs_err=max(errs) if errs else None, onnx_seconds=seconds,
+                   peak_rss_bytes=peak.bytes, peak_rss_is_process_peak=peak.since_start)
 
     engines_missing = None
     if not args.onnx_only:

@@ -90,26 +90,51 @@ def compare(point: str, name: str, ref: np.ndarray, got: np.ndarray, atol: float
     )
 
 
-def check_parity(
-    spec: ExportSpec, module: nn.Module, onnx_path: Path, points: tuple[str, ...] = ("min", "opt"), seed: int = 1
-) -> ParityReport:
-    """Run torch (on the module's device, fp32) and ONNX Runtime (CPU) on the same seeded
-    inputs at each dim point; raise ParityError naming the worst element if any fails."""
+@dataclass(frozen=True)
+class Reference:
+    """Seeded inputs at one dim point and what torch returned for them (CPU numpy)."""
+
+    point: str
+    inputs: tuple[np.ndarray, ...]
+    outputs: tuple[np.ndarray, ...]
+
+
+def torch_reference(spec: ExportSpec, module: nn.Module, points: tuple[str, ...] = ("min", "opt"),
+                    seed: int = 1) -> tuple[Reference, ...]:
+    """Run torch (on the module's device, fp32) on seeded inputs at each point's parity
+    sizes. Kept apart from the ONNX Runtime side so that the module can be freed before a
+    session holds a second copy of the weights."""
+    device = next(module.parameters()).device
+    refs = []
+    for i, point in enumerate(points):
+        inputs = spec.sample_inputs(spec.parity_sizes(point), seed=seed + i)
+        with torch.inference_mode():
+            out = module.eval()(*(x.to(device) for x in inputs))
+        outs = out if isinstance(out, tuple) else (out,)
+        refs.append(Reference(point, tuple(x.numpy() for x in inputs), tuple(o.float().cpu().numpy() for o in outs)))
+    return tuple(refs)
+
+
+def compare_with_onnx(spec: ExportSpec, refs: tuple[Reference, ...], onnx_path: Path) -> ParityReport:
+    """ONNX Runtime (CPU) on the references' inputs; raise ParityError naming the worst
+    element if any output is beyond the spec's tolerance."""
     from hi3d.engine.backends.onnxruntime_backend import make_session
 
     session = make_session(onnx_path, torch.device("cpu"))
-    device = next(module.parameters()).device
     results = []
-    for i, point in enumerate(points):
-        inputs = spec.sample_inputs(spec.sizes(point), seed=seed + i)
-        with torch.inference_mode():
-            ref = module.eval()(*(x.to(device) for x in inputs))
-        refs = ref if isinstance(ref, tuple) else (ref,)
-        feed = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)}
+    for ref in refs:
+        feed = {t.name: x for t, x in zip(spec.inputs, ref.inputs)}
         got = session.run([t.name for t in spec.outputs], feed)
-        for t, r, g in zip(spec.outputs, refs, got):
-            results.append(compare(point, t.name, r.float().cpu().numpy(), g, spec.atol, spec.rtol))
+        for t, r, g in zip(spec.outputs, ref.outputs, got):
+            results.append(compare(ref.point, t.name, r, g, spec.atol, spec.rtol))
     report = ParityReport(spec.network, spec.atol, spec.rtol, tuple(results))
     if not report.ok:
         raise ParityError(report)
     return report
+
+
+def check_parity(
+    spec: ExportSpec, module: nn.Module, onnx_path: Path, points: tuple[str, ...] = ("min", "opt"), seed: int = 1
+) -> ParityReport:
+    """torch vs ONNX Runtime on the same seeded inputs at each dim point (see above)."""
+    return compare_with_onnx(spec, torch_reference(spec, module, points, seed), onnx_path)

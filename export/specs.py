@@ -4,7 +4,8 @@ profiles and the parity tolerance ONNX Runtime must meet against torch.
 Shapes are tuples of ints (static) and names (dynamic dims). A name maps to a `Dim`
 range: `min/opt/max` become the TensorRT optimization profile, `export` is the size the
 tracer sees (never 1: the legacy exporter may specialise size-1 dims), and parity runs
-at `min` and at `opt`, so a shape baked into the graph at trace time fails parity.
+at `min` and at `opt` (or at the dim's `parity` size, see Dim), so a shape baked into the
+graph at trace time fails parity.
 """
 from __future__ import annotations
 
@@ -29,10 +30,24 @@ class Dim:
     opt: int
     max: int
     export: int
+    # When set, CPU parity runs at this size instead of min/opt, and the dim is exported
+    # dynamic even where the profile fixes it, so that one graph runs at both: a full UNet
+    # at its 64x64 / 128x128 latent costs the host minutes and tens of GB per ONNX Runtime
+    # call (attention over 16 frames of 4096 tokens), at 8x8 seconds. It must differ from
+    # `export` for parity to catch a size baked in at trace time.
+    parity: int | None = None
 
     def __post_init__(self):
-        if not (1 <= self.min <= self.opt <= self.max and self.min <= self.export <= self.max):
+        if not 1 <= self.min <= self.opt <= self.max:
             raise ValueError(f"inconsistent dim range {self}")
+        if self.parity is None and not self.min <= self.export <= self.max:
+            raise ValueError(f"export size outside the dim range {self}")
+        if self.parity is not None and (self.parity == self.export or min(self.parity, self.export) < 2):
+            raise ValueError(f"parity and export sizes must differ and be at least 2: {self}")
+
+    @property
+    def dynamic(self) -> bool:
+        return self.min != self.max or self.parity is not None
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,11 @@ class ExportSpec:
         """Concrete dim sizes: which is 'min', 'opt', 'max' or 'export'."""
         return {name: getattr(d, which) for name, d in self.dims}
 
+    def parity_sizes(self, point: str) -> dict[str, int]:
+        """The dim sizes CPU parity runs at for `point` ('min', 'opt'): a dim's `parity`
+        size where it has one, else the point's."""
+        return {name: getattr(d, point) if d.parity is None else d.parity for name, d in self.dims}
+
     def shape(self, tensor: TensorSpec, sizes: dict[str, int]) -> tuple[int, ...]:
         return tuple(s if isinstance(s, int) else sizes[s] for s in tensor.shape)
 
@@ -71,7 +91,7 @@ class ExportSpec:
         axes = {}
         for t in self.inputs + self.outputs:
             named = {i: s for i, s in enumerate(t.shape) if isinstance(s, str)}
-            named = {i: s for i, s in named.items() if s not in ranges or ranges[s].min != ranges[s].max}
+            named = {i: s for i, s in named.items() if s not in ranges or ranges[s].dynamic}
             if named:
                 axes[t.name] = named
         return axes
@@ -127,6 +147,12 @@ def network_config(cfg: Hi3DConfig, network: str) -> str:
     return repr(part)
 
 
+# UNet latents the tracer and CPU parity see. Three 2x downsamplings leave 2x2 (export) and
+# 1x1 (parity) at the innermost level; the engine profile keeps the stage's own latent.
+UNET_EXPORT_LATENT = 16
+UNET_PARITY_LATENT = 8
+
+
 def _unet(cfg: Hi3DConfig, stage: int) -> ExportSpec:
     sc = cfg.stage1 if stage == 1 else cfg.stage2
     u, h = sc.unet, sc.resolution // cfg.latent_factor
@@ -134,23 +160,28 @@ def _unet(cfg: Hi3DConfig, stage: int) -> ExportSpec:
     return ExportSpec(
         network=f"unet{stage}",
         inputs=(
-            TensorSpec("sample", ("B", cfg.num_frames, u.in_channels, h, h)),
+            TensorSpec("sample", ("B", cfg.num_frames, u.in_channels, "h", "w")),
             TensorSpec("c_noise", ("B",), ("uniform", *c_noise_range)),
             TensorSpec("context", ("B", 1, u.cross_attention_dim)),
             # Sinusoidal embeddings (and the aesthetic score, ~5) live in about [-1, 1].
             TensorSpec("vector", ("B", u.vector_dim), ("uniform", -1.0, 1.0)),
         ),
-        outputs=(TensorSpec("v_pred", ("B", cfg.num_frames, u.out_channels, h, h)),),
+        outputs=(TensorSpec("v_pred", ("B", cfg.num_frames, u.out_channels, "h", "w")),),
         # B = 1 (one branch) or 2 (uncond + cond); the server batches up to MAX_BATCH.
-        dims=(("B", Dim(1, 2, MAX_BATCH, export=2)),),
+        dims=(
+            ("B", Dim(1, 2, MAX_BATCH, export=2)),
+            ("h", Dim(h, h, h, export=UNET_EXPORT_LATENT, parity=UNET_PARITY_LATENT)),
+            ("w", Dim(h, h, h, export=UNET_EXPORT_LATENT, parity=UNET_PARITY_LATENT)),
+        ),
         atol=2e-3,
         rtol=1e-3,
         tolerance_note=(
             "deep net (dozens of GroupNorm/attention/conv layers); ORT fuses GroupNorm, "
-            "LayerNorm, GELU and attention and reorders sums. In the tiny stage-1 UNet the "
-            "innermost level is 1x1 with 1-2 channels per GroupNorm group, where the "
-            "variance is close to eps and fp32 rounding is amplified to ~1e-3 on outputs of "
-            "magnitude ~1; 2e-3 + 1e-3*|x| still fails any real graph error (O(1) output)."
+            "LayerNorm, GELU and attention and reorders sums. At the 8x8 parity latent the "
+            "innermost level is 1x1; in the tiny UNets that leaves 1-2 channels per GroupNorm "
+            "group, where the variance is close to eps and fp32 rounding is amplified to ~1e-3 "
+            "on outputs of magnitude ~1; 2e-3 + 1e-3*|x| still fails any real graph error "
+            "(O(1) output)."
         ),
     )
 

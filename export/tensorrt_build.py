@@ -53,7 +53,7 @@ def profile_from_onnx(onnx_path: Path, spec: ExportSpec) -> Profile:
                 size = d.dim_value
                 if isinstance(w, int) and w != size:
                     raise ValueError(f"{onnx_path}: {inp.name} axis {axis} is {size}, the spec says {w}")
-                if isinstance(w, str) and ranges[w].min != ranges[w].max:
+                if isinstance(w, str) and ranges[w].dynamic:
                     raise ValueError(f"{onnx_path}: {inp.name} axis {axis} is fixed at {size}, the spec wants {w} dynamic")
                 triple = (size, size, size)
             else:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hi3d.engine.config import full, tiny
-from hi3d.engine.models import build_networks
+from hi3d.engine.models import build_networks, build_seeded
 
 
 def _shapes(cfg, device):
@@ -59,3 +59,14 @@ def test_full_sizes_are_the_official_ones():
     assert n["unet2"].net.add_embedding.linear_1.in_features == 512
     assert 0.62e9 < count(n["clip"]) < 0.64e9  # OpenCLIP ViT-H-14 image tower
     assert 83e6 < count(n["vae_encoder"]) + count(n["vae_decoder"]) < 84e6
+
+
+def test_one_network_built_alone_has_the_weights_it_has_in_the_set():
+    cfg = tiny()
+    together = build_networks(cfg, seed=3)
+    for name in ("vae_decoder", "unet2"):
+        alone = build_seeded(cfg, name, seed=3)
+        pairs = zip(together[name].state_dict().values(), alone.state_dict().values(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs), name
+    other = build_seeded(cfg, "unet2", seed=4).state_dict()
+    assert not torch.equal(other["net.conv_in.weight"], together["unet2"].state_dict()["net.conv_in.weight"])

@@ -28,8 +28,20 @@ def build_network(cfg: Hi3DConfig, name: str) -> nn.Module:
     return make[name]()
 
 
+def network_seed(seed: int, name: str) -> int:
+    """Each network draws its weights from a seed of its own, so that one network can be
+    built alone (the export builds one 6 GB UNet at a time) with the weights it has in the
+    whole set."""
+    return seed * len(NETWORK_NAMES) + NETWORK_NAMES.index(name)
+
+
+def build_seeded(cfg: Hi3DConfig, name: str, seed: int = 0) -> nn.Module:
+    """One network, randomly initialised as `build_networks(cfg, seed)[name]` is."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(network_seed(seed, name))
+        return build_network(cfg, name)
+
+
 def build_networks(cfg: Hi3DConfig, seed: int = 0) -> dict[str, nn.Module]:
     """Every network, randomly initialised from `seed` (reproducibly: the global RNG is untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return {name: build_network(cfg, name) for name in NETWORK_NAMES}
+    return {name: build_seeded(cfg, name, seed) for name in NETWORK_NAMES}

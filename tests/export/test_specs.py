@@ -4,7 +4,7 @@ import torch
 
 from hi3d.engine.conditioning import depth_input_size
 from hi3d.engine.config import NETWORK_NAMES, full, tiny
-from hi3d.export.specs import MAX_BATCH, export_specs, network_config
+from hi3d.export.specs import MAX_BATCH, Dim, export_specs, network_config
 
 
 @pytest.mark.parametrize("make_cfg", [tiny, full])
@@ -40,9 +40,30 @@ def test_sample_inputs_are_seeded_and_shaped():
 
 def test_dynamic_axes_only_for_ranged_dims():
     specs = export_specs(tiny())
-    assert specs["unet1"].dynamic_axes() == {"sample": {0: "B"}, "c_noise": {0: "B"}, "context": {0: "B"},
-                                             "vector": {0: "B"}, "v_pred": {0: "B"}}
+    assert specs["unet1"].dynamic_axes() == {"sample": {0: "B", 3: "h", 4: "w"}, "c_noise": {0: "B"},
+                                             "context": {0: "B"}, "vector": {0: "B"},
+                                             "v_pred": {0: "B", 3: "h", 4: "w"}}
     assert specs["vae_encoder"].dynamic_axes()["image"] == {0: "N", 2: "H", 3: "W"}
+
+
+@pytest.mark.parametrize("make_cfg", [tiny, full])
+def test_unet_parity_runs_small_while_the_profile_keeps_the_stage_latent(make_cfg):
+    cfg = make_cfg()
+    for stage, name in ((cfg.stage1, "unet1"), (cfg.stage2, "unet2")):
+        spec, h = export_specs(cfg)[name], stage.resolution // cfg.latent_factor
+        lo, opt, hi = spec.profile()["sample"]
+        assert lo[-2:] == opt[-2:] == hi[-2:] == (h, h)
+        for point in ("min", "opt"):
+            sizes = spec.parity_sizes(point)
+            assert sizes["B"] == spec.sizes(point)["B"] and sizes["h"] == sizes["w"] < 16
+            assert sizes["h"] != spec.sizes("export")["h"]  # a size baked in at trace time fails parity
+
+
+def test_dim_rejects_a_parity_size_equal_to_the_export_size():
+    with pytest.raises(ValueError, match="must differ"):
+        Dim(64, 64, 64, export=16, parity=16)
+    with pytest.raises(ValueError, match="outside"):
+        Dim(1, 2, 8, export=16)
 
 
 def test_fingerprints_track_what_shapes_the_graph():
