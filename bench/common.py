@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+
+from hi3d.engine.errors import InvalidInput
 
 NOISE_NOTE = (
     "Measured on a machine that may be shared with other jobs: absolute times are noisy; "
@@ -232,3 +235,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def mib(nbytes: int | None) -> float | None:
     return None if nbytes is None else nbytes / 2**20
+
+
+def cli_main(make_parser: Callable[[], Any], run: Callable[[Any], int], argv: list[str] | None) -> int:
+    """A benchmark's entry point: parse `argv`, `run` the arguments; bad input (InvalidInput)
+    prints its message and exits 2."""
+    args = make_parser().parse_args(argv)
+    try:
+        return run(args)
+    except InvalidInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

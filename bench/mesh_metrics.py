@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hi3d.bench.common import cli_main
 from hi3d.engine.errors import InvalidInput
 from hi3d.engine.files import atomic_write_json
 from hi3d.engine.recon.mesh import MESH_FORMATS, Mesh, load_mesh
@@ -102,12 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    try:
-        return run(args)
-    except InvalidInput as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_main(make_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from hi3d.bench.common import cli_main
 from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.config import PRESETS
 from hi3d.engine.errors import InvalidInput
@@ -178,12 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    try:
-        return run(args)
-    except InvalidInput as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_main(make_parser, run, argv)
 
 
 if __name__ == "__main__":

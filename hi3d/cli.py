@@ -114,23 +114,19 @@ def generate(opts: EngineOptions, params, img, out: Path, remove_background: boo
     return 0
 
 
-def text_image(args: argparse.Namespace):
-    """--prompt -> the object image on white (engine/text_to_image.py)."""
-    from hi3d.engine.backends import default_dtype
+def text_image(args: argparse.Namespace, opts: EngineOptions):
+    """--prompt -> the object image on white (engine/text_to_image.py), on the engine's device and dtype."""
     from hi3d.engine.text_to_image import TINY, TextToImageParams, default_steps, generate_image, load_pipeline
 
     if args.t2i is None:
         raise InvalidInput("--prompt needs --t2i DIR (a local diffusers text-to-image folder) or --t2i tiny")
     t2i = TextToImageParams(prompt=args.prompt, seed=args.seed, steps=args.t2i_steps or default_steps(args.t2i),
                             guidance=args.guidance, size=args.t2i_size)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput(f"--device {args.device}: torch sees no CUDA device")
     tiny = args.t2i == TINY
     if tiny:
         print("--t2i tiny: a seeded random text-to-image pipeline; its image is noise, not the prompt's object.",
               file=sys.stderr)
-    pipe = load_pipeline(args.t2i, device, DTYPES[args.dtype or default_dtype(device)])
+    pipe = load_pipeline(args.t2i, opts.torch_device, opts.torch_dtype)
     result = generate_image(pipe, t2i, remove_background=not tiny, progress=_progress())
     if result.background == "as generated" and not tiny:
         print("note: the text-to-image output has no alpha and rembg is not installed "
@@ -154,7 +150,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                            "(`hi3d demo` shows the reconstruction on a rendered object)")
     recon = recon_config(args) if args.mesh else None
     if args.prompt is not None:
-        img = text_image(args)
+        img = text_image(args, opts)
         return generate(opts, params, img, args.out, False, recon, input_image=img)
     return generate(opts, params, images.load_image(args.image), args.out, args.remove_background, recon)
 

@@ -18,6 +18,16 @@ from hi3d.engine.pipeline import Hi3DPipeline  # noqa: E402
 from hi3d.export.build_engines import main as build_main  # noqa: E402
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one intra-op thread for the test: on a shared 2-core machine, intra-op threads
+    mostly wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg():
     return tiny().with_steps(2)

@@ -12,12 +12,8 @@ ELEVATION = 10.0
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # On a shared 2-core machine, intra-op threads mostly wait for each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every reconstruction test on one thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
