@@ -18,6 +18,18 @@ from hi3d.engine.pipeline import Hi3DPipeline  # noqa: E402
 from hi3d.export.build_engines import main as build_main  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Every test ends with torch's thread count as it began: the CLI's entry points set it
+    for their process, and tests call them in-process. A thread count left behind changes
+    the float reduction order of everything after it (the tiny stage-2 views by up to 2 uint8
+    levels on ~7 % of values between 1 and 2 threads), so a later test's in-process reference
+    would no longer match a served model, whose stub runs at the process default."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_thread():
     """Torch on one intra-op thread for the test: on a shared 2-core machine, intra-op threads

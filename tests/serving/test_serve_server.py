@@ -132,18 +132,26 @@ def test_end_to_end_matches_the_in_process_pipeline(client, reference):
     _assert_same_views(views.stage2, want2)
 
 
+def _model_stats(server, model: str) -> dict:
+    """The statistics API's record of `model` (cumulative over the server's life)."""
+    stats_client = tritonclient.InferenceServerClient(server.grpc_url)
+    try:
+        return stats_client.get_inference_statistics(model, headers=server.admin_headers,
+                                                     as_json=True)["model_stats"][0]
+    finally:
+        stats_client.close()
+
+
+def _finished(server, model: str) -> int:
+    """How many requests `model` has finished, either way."""
+    stats = _model_stats(server, model)["inference_stats"]
+    return sum(int(stats.get(k, {}).get("count", 0)) for k in ("success", "fail"))
+
+
 def test_concurrent_requests_are_answered_and_share_unet_calls(server, client):
     seeds = list(range(11, 19))  # 8 requests on the 4 default stage-1 instances
 
-    def unet1_stats() -> dict:
-        stats_client = tritonclient.InferenceServerClient(server.grpc_url)
-        try:
-            return stats_client.get_inference_statistics("unet1", headers=server.admin_headers,
-                                                         as_json=True)["model_stats"][0]
-        finally:
-            stats_client.close()
-
-    before = unet1_stats()  # the statistics are cumulative: other tests' calls come first in some orders
+    before = _model_stats(server, "unet1")  # the statistics are cumulative: other tests' calls come first in some orders
     # The conditioning networks serve one request at a time, so requests reach the UNet
     # staggered: enough steps for them to overlap in the sampling loop.
     with ThreadPoolExecutor(len(seeds)) as pool:
@@ -153,7 +161,7 @@ def test_concurrent_requests_are_answered_and_share_unet_calls(server, client):
     # pipeline is checked at STEPS above; here: every request got its own answer.
     assert all(v.stage1.shape == (16, 64, 64, 3) for v in results)
     assert len({v.stage1.tobytes() for v in results}) == len(seeds)
-    after = unet1_stats()
+    after = _model_stats(server, "unet1")
     counted = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in before.get("batch_stats", [])}
     # One request sends its CFG pair (batch 2); a batch of 6 or more is over two requests in one call.
     sizes = {int(b["batch_size"]) for b in after["batch_stats"]
@@ -247,15 +255,22 @@ def test_admin_apis_need_the_key(server, client):
     assert client.generate(png(), 0.0, 11, STEPS, stage1_only=True).stage1.shape == (16, 64, 64, 3)
 
 
-def test_still_serving_after_a_client_gives_up(client, reference):
+def test_still_serving_after_a_client_gives_up(server, client, reference):
     """tritonserver 2.51 does not pass a gRPC deadline on to the models inside an ensemble,
     so the abandoned request runs on in one stage-1 instance; the other keeps serving."""
+    before = _finished(server, "stage1")
     with Hi3DClient(client.url, timeout_s=1.0) as impatient:
         with pytest.raises(Hi3DClientError) as e:
             impatient.generate(png(), 0.0, 3, 20, stage1_only=True)  # far more work than 1 s
     assert "DEADLINE_EXCEEDED" in str(e.value.status)
     views = client.generate(png(), elevation=0.0, seed=11, steps=STEPS, stage1_only=True)
     _assert_same_views(views.stage1, reference(11, 0.0)[0])
+    # The abandoned request must not outlive this test: its UNet calls would share batches
+    # with the next test's requests (whose views are then compared level by level).
+    deadline = time.monotonic() + 600
+    while _finished(server, "stage1") < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _finished(server, "stage1") >= before + 2, "the abandoned request never finished"
 
 
 # --- hi3d_stream, hi3d_reconstruct, hi3d_mesh -------------------------------------------
