@@ -65,8 +65,8 @@ def check_weights_dir(weights: Path | None) -> None:
 
 
 class OnnxExporter:
-    """Brings ONNX files up to date one network at a time; the torch modules are
-    built/loaded once, on the first export that needs them (never when all are cached)."""
+    """Brings ONNX files up to date one network at a time; a network's torch module is
+    built (and loaded) only when its export is needed, never when its file is cached."""
 
     def __init__(
         self,
@@ -82,31 +82,26 @@ class OnnxExporter:
         self.parity_points, self.log = parity_points, log
         self.specs = export_specs(cfg)
         self.weights_id = weights_fingerprint(weights, cfg)
-        self.modules: dict[str, nn.Module] = {}
 
     def module(self, name: str) -> nn.Module:
-        """The torch module of `name` in fp32 on the export device. Random weights: built
-        alone, held by nobody else, so the export frees it once traced (a full UNet is
-        6 GB). Official weights: all loaded on first use (the checkpoints mix networks)."""
-        from hi3d.engine.backends.torch_backend import load_modules
+        """The torch module of `name` in fp32 on the export device, built alone and held by
+        nobody else, so the export frees it once traced (a full UNet is 6 GB): with random
+        weights from its own seed, with official weights loaded into it alone (the other
+        networks in the same checkpoint file are skipped)."""
+        from hi3d.engine.checkpoints import load_official_weights
         from hi3d.engine.models import build_seeded
 
-        if self.weights is None:
-            return build_seeded(self.cfg, name, self.cfg.seed_weights).to(self.device).eval()
-        if not self.modules:
-            self.modules.update(load_modules(self.cfg, self.weights))
-        return self.modules[name].to(device=self.device, dtype=torch.float32).eval()
+        module = build_seeded(self.cfg, name, self.cfg.seed_weights)
+        if self.weights is not None:
+            load_official_weights(self.cfg, {name: module}, Path(self.weights))
+        return module.to(device=self.device, dtype=torch.float32).eval()
 
     def ensure(self, name: str) -> OnnxArtifact:
         """Export (fp32, on the device) unless a valid cached file exists; parity-checked.
         Raises ParityError naming the worst element when ONNX Runtime disagrees."""
         key = export_key(self.specs[name], network_config(self.cfg, name), self.weights_id)
-        try:
-            return ensure_onnx(self.specs[name], key, self.out.onnx_path(name), lambda: self.module(name),
-                               self.parity_points, self.log)
-        finally:
-            if name in self.modules:
-                self.modules[name].to("cpu")  # free device memory before the next network
+        return ensure_onnx(self.specs[name], key, self.out.onnx_path(name), lambda: self.module(name),
+                           self.parity_points, self.log)
 
 
 def ensure_all_onnx(cfg: Hi3DConfig, weights: Path | None, out: ArtifactDir,

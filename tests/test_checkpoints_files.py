@@ -9,6 +9,7 @@ from checkpoint_fixtures import FIXTURES, read_manifest, seeded_state_dict
 from safetensors.torch import save_file
 from torch import nn
 
+import hi3d.engine.checkpoints.official as official
 from hi3d.engine.checkpoints import (
     CheckpointError,
     load_official_weights,
@@ -22,7 +23,7 @@ from hi3d.engine.checkpoints.official import (
     STAGE2,
 )
 from hi3d.engine.config import tiny
-from hi3d.engine.models import build_networks
+from hi3d.engine.models import build_networks, build_seeded
 
 
 class _Holder(nn.Module):
@@ -158,4 +159,23 @@ def test_missing_directory_and_file(tmp_path):
     with pytest.raises(CheckpointError, match="weights directory not found"):
         load_official_weights(cfg, {}, tmp_path / "absent")
     with pytest.raises(CheckpointError, match=r"first_stage\.pt not found(.|\n)*expected layout"):
-        load_official_weights(cfg, {}, tmp_path)
+        load_official_weights(cfg, build_networks(cfg), tmp_path)
+
+
+def test_one_network_loads_alone_as_in_the_whole_set(tmp_path, monkeypatch):
+    """The export loads one network at a time (a full UNet is 6 GB): the same tensors as the
+    whole load, and a stage file holding none of its networks is never read."""
+    cfg, _, stage1, stage2, ckpts = _official_tiny_files()
+    _write(tmp_path, stage1, stage2, ckpts)
+    whole = build_networks(cfg)
+    load_official_weights(cfg, whole, tmp_path)
+    read = []
+    real_read = official.read_state_dict
+    monkeypatch.setattr(official, "read_state_dict", lambda path: read.append(path.name) or real_read(path))
+    for name in ("unet1", "unet2", "aesthetic", "depth"):
+        read.clear()
+        alone = build_seeded(cfg, name, seed=123)  # other random weights: every tensor must be overwritten
+        load_official_weights(cfg, {name: alone}, tmp_path)
+        want = whole[name].state_dict()
+        assert all(torch.equal(t, want[k]) for k, t in alone.state_dict().items()), name
+        assert (STAGE2 in read) == (name in ("unet2", "depth")) and (STAGE1 in read) == (name in ("unet1", "aesthetic"))

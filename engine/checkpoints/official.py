@@ -113,7 +113,9 @@ def plan(cfg: Hi3DConfig) -> dict[str, list[Part]]:
 
 
 def load_official_weights(cfg: Hi3DConfig, modules: dict[str, nn.Module], weights_dir: Path) -> None:
-    """Fill `modules` (from engine.models.build_networks) in place from the official files in `weights_dir`.
+    """Fill `modules` (from engine.models.build_networks; a subset of them, e.g. the one
+    network an export needs, by its name) in place from the official files in `weights_dir`.
+    Only the files holding those networks are read, and only their tensors converted.
 
     Raises CheckpointError naming the file, the missing/unexpected keys or the key whose shape differs.
     """
@@ -137,8 +139,11 @@ def _find(weights_dir: Path, rel: str) -> Path | None:
 
 
 def load_from(cfg: Hi3DConfig, modules: Mapping[str, nn.Module], read: Reader, where: str = "") -> None:
-    """The loading itself, over any `read` (files, or in tests a manifest of meta tensors)."""
+    """The loading itself, over any `read` (files, or in tests a manifest of meta tensors).
+    A stage file none of whose networks is in `modules` is not read."""
     for stage_file, parts in plan(cfg).items():
+        if not any(p.module in modules and not p.duplicate for p in parts):
+            continue
         source = read(stage_file)
         if source is None:
             raise CheckpointError(f"{stage_file} not found in {where or 'the weights directory'}\n{LAYOUT}")
@@ -167,8 +172,8 @@ def _load_fallbacks(
     name: str, prefix: str, group: list[Part], modules: Mapping[str, nn.Module], read: Reader, where: str,
 ) -> None:
     for part in group:
-        if part.duplicate:
-            continue  # a copy we would only have compared
+        if part.duplicate or part.module not in modules:
+            continue  # a copy we would only have compared, or a network not asked for
         fallback = read(part.fallback) if part.fallback else None
         if fallback is None:
             absent = f", and {part.fallback} is not in {where or 'the weights directory'}" if part.fallback else ""
@@ -191,6 +196,8 @@ def _load_group(where: str, view: dict[str, Tensor], group: list[Part], modules:
         owner = next((i for i, p in enumerate(group) if _knows(p.keymap, key)), 0)
         owned[owner][key] = tensor
     for part, keys in zip(group, owned):
+        if part.module not in modules:
+            continue  # its keys were still claimed above, so the others' accounting stays exact
         target = modules[part.module].get_submodule(part.sub) if part.sub else modules[part.module]
         label = f"{where} -> {part.module}{'.' + part.sub if part.sub else ''}"
         converted = convert(part.keymap, keys, target, label)
