@@ -54,6 +54,9 @@ class StageConditions:
     vector: Tensor  # [2, V] the same in both rows
     concat: Tensor  # [2, F, C, h, w] channels appended to the noisy latent (zeros when uncond)
 
+    def to(self, device: torch.device) -> "StageConditions":
+        return StageConditions(self.context.to(device), self.vector.to(device), self.concat.to(device))
+
 
 @dataclass(frozen=True)
 class Views:
@@ -134,9 +137,13 @@ class Hi3DPipeline:
         progress: Progress | None = None,
         name: str = "stage",
     ) -> Tensor:  # [F, 4, h, w] scaled latents
-        s = stage.sampler
+        # The loop runs where the networks do: on a GPU no latent crosses to the host per step
+        # (the draws were made on the CPU generator before, so a seed means the same noise).
+        s, dev = stage.sampler, self.nets.device
         sigmas = sampling.edm_sigmas(steps, s.sigma_min, s.sigma_max, s.rho)
-        scales = sampling.cfg_scales(noise.shape[0], s.cfg_min, cfg_max)
+        scales = sampling.cfg_scales(noise.shape[0], s.cfg_min, cfg_max).to(dev)
+        conds, noise = conds.to(dev), noise.to(dev)
+        blend_refs = blend_refs.to(dev) if blend_refs is not None else None
         x = sampling.initial_latent(noise, float(sigmas[0]))
         for i in range(steps):
             sigma = sigmas[i]
@@ -156,8 +163,8 @@ class Hi3DPipeline:
         """One UNet call on the CFG batch, or (plan.split_cfg) one per row: each row of the
         batch is computed independently, so two half batches are the same arithmetic."""
         if not self.nets.plan.split_cfg:
-            return self._run(unet, sample, c_noise, context, vector).cpu()
-        rows = [self._run(unet, sample[i : i + 1], c_noise[i : i + 1], context[i : i + 1], vector[i : i + 1]).cpu()
+            return self._run(unet, sample, c_noise, context, vector)
+        rows = [self._run(unet, sample[i : i + 1], c_noise[i : i + 1], context[i : i + 1], vector[i : i + 1])
                 for i in range(sample.shape[0])]
         return torch.cat(rows)
 

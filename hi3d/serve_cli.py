@@ -169,7 +169,7 @@ def _stream_to(client, args: argparse.Namespace) -> None:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    from hi3d.serving.client import Hi3DClient, Hi3DClientError
+    from hi3d.serving.client import INVALID_ARGUMENT, Hi3DClient, Hi3DClientError
 
     if not args.image.is_file():
         raise InvalidInput(f"{args.image}: no such file")
@@ -183,9 +183,9 @@ def cmd_client(args: argparse.Namespace) -> int:
                                                                   args.steps, stage1_only=True).stage1)
             else:
                 _stream_to(client, args)
-    except Hi3DClientError as e:
+    except Hi3DClientError as e:  # bad input is the caller's (2); anything else, the server's or the network's (1)
         print(f"error: {e}" + (f" [{e.status}]" if e.status else ""), file=sys.stderr)
-        return 2
+        return 2 if str(e.status) == INVALID_ARGUMENT else 1
     except KeyboardInterrupt:  # leaving the stream cancelled the request on the server
         print("cancelled", file=sys.stderr)
         return 130

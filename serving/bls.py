@@ -13,6 +13,7 @@ import torch
 import triton_python_backend_utils as pb_utils
 from torch import Tensor
 
+from hi3d.engine.backends import Networks
 from hi3d.engine.errors import (
     InvalidInput,  # a request the caller must fix: INVALID_ARG
 )
@@ -43,14 +44,15 @@ def device_of(args: dict) -> torch.device:
     return torch.device("cpu")
 
 
-def input_tensor(request, name: str, value_range: tuple[float, float] | None = None) -> Tensor:
-    """An input as a tensor, refused (InvalidInput naming it) when missing, when it holds NaN
+def input_tensor(request, name: str, value_range: tuple[float, float] | None = None,
+                 device: torch.device = torch.device("cpu")) -> Tensor:
+    """An input as a tensor on `device`, refused (InvalidInput naming it) when missing, when it holds NaN
     or infinite values, or values outside `value_range`: every model guards what it is sent,
     the internal ones too, since anyone who reaches the server can call them."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
         raise InvalidInput(f"missing input {name!r}")
-    x = torch.from_numpy(tensor.as_numpy().copy())
+    x = from_pb(tensor, device)
     if x.is_floating_point():
         if not torch.isfinite(x).all():
             raise InvalidInput(f"{name} holds NaN or infinite values")
@@ -85,15 +87,23 @@ def uint8_views(views: Tensor) -> Tensor:  # [F, 3, R, R] in [-1, 1] -> [F, R, R
 
 
 def output(name: str, x: Tensor | np.ndarray) -> "pb_utils.Tensor":
-    arr = x.detach().cpu().numpy() if isinstance(x, Tensor) else x
+    """An output tensor; a GPU one stays in device memory (DLPack)."""
+    if isinstance(x, Tensor) and x.is_cuda:
+        return to_pb(name, x.detach())
+    arr = x.detach().numpy() if isinstance(x, Tensor) else x
     return pb_utils.Tensor(name, np.ascontiguousarray(arr))
+
+
+# The python backend (2.51) hands a BLS caller the error message of the model it called but
+# not its code (every one reads INTERNAL), so the kind is also written at the message's start.
+INVALID_PREFIX, UNAVAILABLE_PREFIX = "invalid input: ", "unavailable: "
 
 
 def error_response(e: Exception) -> "pb_utils.InferenceResponse":
     if isinstance(e, InvalidInput):
-        err = pb_utils.TritonError(str(e), pb_utils.TritonError.INVALID_ARG)
+        err = pb_utils.TritonError(INVALID_PREFIX + str(e), pb_utils.TritonError.INVALID_ARG)
     elif isinstance(e, Unavailable):
-        err = pb_utils.TritonError(str(e), pb_utils.TritonError.UNAVAILABLE)
+        err = pb_utils.TritonError(UNAVAILABLE_PREFIX + str(e), pb_utils.TritonError.UNAVAILABLE)
     elif isinstance(e, Cancelled):
         err = pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
     else:
@@ -117,40 +127,71 @@ class TritonRunner:
 
     The pipeline calls it like any runner; the network behind it may be a python model,
     an ONNX Runtime model or a TensorRT plan, and a batched one shares its calls with
-    concurrent requests.
+    concurrent requests. Tensors cross by DLPack, without a copy: from a GPU instance they
+    stay on its device (`device`), so a UNet step makes no host round trip.
     """
 
-    def __init__(self, model: str, inputs: tuple[str, ...], outputs: tuple[str, ...], columns: tuple[str, ...] = ()):
+    def __init__(self, model: str, inputs: tuple[str, ...], outputs: tuple[str, ...], columns: tuple[str, ...] = (),
+                 device: torch.device = torch.device("cpu")):
         self.model, self.inputs, self.outputs = model, inputs, outputs
         self.columns = columns  # [B] inputs a batched model declares as [B, 1] (reshaped to [B] again inside)
+        self.device = device
 
     def __call__(self, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
         xs = [x.reshape(-1, 1) if n in self.columns else x for n, x in zip(self.inputs, xs)]
-        tensors = [pb_utils.Tensor(n, np.ascontiguousarray(x.detach().cpu().float().numpy())) for n, x in zip(self.inputs, xs)]
-        outs = tuple(torch.from_numpy(a.copy()) for a in call(self.model, tensors, self.outputs))
+        tensors = [to_pb(n, x.detach().float()) for n, x in zip(self.inputs, xs)]
+        outs = tuple(from_pb(t, self.device) for t in exec_request(self.model, tensors, self.outputs, self.device))
         return outs if len(outs) > 1 else outs[0]
 
 
-def call(model: str, inputs: list, outputs: tuple[str, ...]) -> list[np.ndarray]:
-    """One BLS request to `model` of this server; its INVALID_ARG stays the caller's error,
-    and so does UNAVAILABLE (a draining server's preprocess turning new work away)."""
-    request = pb_utils.InferenceRequest(model_name=model, requested_output_names=list(outputs), inputs=inputs)
+def to_pb(name: str, x: Tensor) -> "pb_utils.Tensor":
+    """A torch tensor (CPU or GPU) as a pb_utils.Tensor sharing its memory."""
+    return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(x.contiguous()))
+
+
+def from_pb(t: "pb_utils.Tensor", device: torch.device) -> Tensor:
+    """A pb_utils.Tensor as a torch tensor on `device`. A CPU one is copied: its memory is the
+    response's shared-memory region, reused once the response is gone."""
+    x = torch.utils.dlpack.from_dlpack(t.to_dlpack())
+    return x.to(device) if x.device != device else (x.clone() if x.device.type == "cpu" else x)
+
+
+def exec_request(model: str, inputs: list, outputs: tuple[str, ...],
+                 device: torch.device = torch.device("cpu")) -> list["pb_utils.Tensor"]:
+    """One BLS request to `model` of this server, its outputs asked for in `device`'s memory;
+    its INVALID_ARG stays the caller's error, and so does UNAVAILABLE (a draining server's
+    preprocess turning new work away)."""
+    memory = (pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_GPU, device.index or 0) if device.type == "cuda"
+              else pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0))
+    request = pb_utils.InferenceRequest(model_name=model, requested_output_names=list(outputs), inputs=inputs,
+                                        preferred_memory=memory)
     response = request.exec()
     if response.has_error():
-        error = response.error()
-        if error.code() == pb_utils.TritonError.INVALID_ARG:
-            raise InvalidInput(error.message())
-        if error.code() == pb_utils.TritonError.UNAVAILABLE:
-            raise Unavailable(error.message())
-        raise RuntimeError(f"model {model}: {error.message()}")
-    return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in outputs]
+        error, message = response.error(), response.error().message()
+        if error.code() == pb_utils.TritonError.INVALID_ARG or message.startswith(INVALID_PREFIX):
+            raise InvalidInput(message.removeprefix(INVALID_PREFIX))
+        if error.code() == pb_utils.TritonError.UNAVAILABLE or message.startswith(UNAVAILABLE_PREFIX):
+            raise Unavailable(message.removeprefix(UNAVAILABLE_PREFIX))
+        raise RuntimeError(f"model {model}: {message}")
+    return [pb_utils.get_output_tensor_by_name(response, n) for n in outputs]
 
 
-def network_runners(cfg) -> dict[str, TritonRunner]:
-    """A TritonRunner per network model: `Networks(**network_runners(cfg), ...)`."""
+def call(model: str, inputs: list, outputs: tuple[str, ...]) -> list[np.ndarray]:
+    """`exec_request` with the outputs as numpy arrays (host memory)."""
+    return [t.as_numpy() for t in exec_request(model, inputs, outputs)]
+
+
+def network_runners(cfg, device: torch.device) -> dict[str, TritonRunner]:
+    """A TritonRunner per network model: `Networks(**network_runners(cfg, device), device=device, ...)`."""
     runners = {}
     for name in NETWORKS:
         io = network_io(cfg, name)
         columns = tuple(t.name for t in io.inputs if t.reshape == ())
-        runners[name] = TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns)
+        runners[name] = TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns,
+                                     device)
     return runners
+
+
+def networks(cfg, device: torch.device) -> Networks:
+    """The pipeline's networks inside a BLS model on `device`: each a call to its network model."""
+    return Networks(**network_runners(cfg, device), device=device, dtype=torch.float32)

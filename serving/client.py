@@ -52,6 +52,8 @@ class Mesh:
 
 Event = Union[Progress, Stage1Views, Views, Mesh]
 _POLL_S = 0.5  # how often a waiting stream() looks up, so that Ctrl-C gets through
+STREAM_ERROR_HEADER = "triton_grpc_error"  # tritonserver >= 2.48: stream errors keep their gRPC status
+INVALID_ARGUMENT = "StatusCode.INVALID_ARGUMENT"
 
 
 def _inputs(g, image: bytes, elevation: float, seed: int, steps: int, extra: tuple = ()) -> list:
@@ -136,12 +138,17 @@ class Hi3DClient:
                want_mesh: bool = False) -> Iterator[Event]:
         """Events of one `hi3d_stream` request as they arrive. Leaving the loop early (break,
         an exception, Ctrl-C) cancels the request on the server; `timeout_s` is its deadline.
-        A server error raises Hi3DClientError with status None: a stream carries only the message."""
+        A server error raises Hi3DClientError with the gRPC status the model gave it
+        (INVALID_ARGUMENT for bad input, UNAVAILABLE from a draining server, ...); None
+        where tritonserver refused the request itself (it sends no status on a stream)."""
         g = self._grpc
         inputs = _inputs(g, image, elevation, seed, steps, (("want_mesh", np.array([want_mesh]), "BOOL"),))
         responses: queue.Queue = queue.Queue()
+        # Without this header a stream's error arrives as a message only (no status code);
+        # with it the server ends the stream with the error's gRPC status.
+        headers = {**(self.headers or {}), STREAM_ERROR_HEADER: "true"}
         self._client.start_stream(callback=lambda result, error: responses.put((result, error)),
-                                  stream_timeout=self.timeout_s, headers=self.headers)
+                                  stream_timeout=self.timeout_s, headers=headers)
         finished = False
         try:
             try:

@@ -199,11 +199,12 @@ def stage_configs(cfg: Hi3DConfig, opts: RepositoryOptions) -> dict[str, str]:
             {"preset": cfg.name, "max_image_bytes": str(opts.max_image_bytes)}, opts),
         "stage1": _python_config(
             "stage1", [_tensor(image1), *_scalars()], [_tensor(views1), u8("views1_uint8", r1)],
-            {"preset": cfg.name, "stage": "1"}, opts),
+            {"preset": cfg.name, "stage": "1"}, opts, on_gpu=opts.kind == "gpu"),
         "stage2": _python_config(
             "stage2", [_tensor(image2), _tensor(views1), *_scalars()], [u8("views2_uint8", r2)],
-            {"preset": cfg.name, "stage": "2"}, opts),
-        # The reconstruction runs where the networks do (its GPU preset needs one).
+            {"preset": cfg.name, "stage": "2"}, opts, on_gpu=opts.kind == "gpu"),
+        # The samplers and the reconstruction run where the networks do: on a GPU the sampling
+        # loop keeps its latents there (DLPack between the models), and the GPU recon preset needs one.
         "hi3d_reconstruct": _python_config(
             "hi3d_reconstruct", [u8("views", -1), *_scalars()[:2]], [_tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING")],
             {"recon_preset": opts.recon}, opts, on_gpu=opts.kind == "gpu"),

@@ -79,3 +79,25 @@ def test_sampler_solves_the_probability_flow_ode():
     exact = x_t * sd / math.sqrt(sd**2 + 700.0**2)
     assert torch.allclose(out, exact, rtol=0.02, atol=1e-4)
     assert not torch.allclose(out, torch.zeros_like(out))
+
+
+def test_the_sampling_loop_stays_on_the_networks_device():
+    """Networks on the meta device (no data, no copy to the host possible): every UNet input of
+    every step is on that device and so is the result, i.e. no latent crosses to the host per step
+    (what keeps a GPU's sampling loop, served or not, free of host round trips)."""
+    cfg = tiny()
+    stage = StageConfig(UNetConfig(8, 768), SamplerConfig(steps=3), 64)
+    seen = []
+
+    def unet(sample, c_noise, context, vector):
+        seen.extend(t.device.type for t in (sample, c_noise, context, vector))
+        return sample[:, :, :4] * 0.5
+
+    meta = torch.device("meta")
+    nets = Networks(**{name: None for name in NETWORK_NAMES}, device=meta, dtype=torch.float32)
+    f = cfg.num_frames
+    conds = StageConditions(torch.zeros(2, 1, 4), torch.zeros(2, 8), torch.zeros(2, f, 4, 2, 2))  # made on the CPU
+    noise, refs = torch.randn(f, 4, 2, 2), torch.randn(f, 4, 2, 2)
+    out = Hi3DPipeline(cfg, nets=nets).sample(unet, stage, conds, noise, 3, cfg_max=2.5, blend_refs=refs)
+    assert out.device == meta and out.shape == noise.shape
+    assert seen == ["meta"] * 12  # 3 steps x 4 inputs

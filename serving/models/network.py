@@ -28,14 +28,14 @@ class TritonPythonModel:
     def execute(self, requests):
         try:
             # [sum of B, ...] per input; c_noise arrives as [B] or [B, 1] depending on reshape support
-            batch = [[bls.input_tensor(r, t.name) for t in self.io.inputs] for r in requests]
+            batch = [[bls.input_tensor(r, t.name, device=self.device) for t in self.io.inputs] for r in requests]
             sizes = [b[0].shape[0] for b in batch]
             xs = [torch.cat([b[i] for b in batch]) for i in range(len(self.io.inputs))]
             if self.io.batched:
                 xs[1] = xs[1].reshape(-1)
-            outs = self.runner(*(x.to(self.device) for x in xs))
+            outs = self.runner(*xs)
             outs = outs if isinstance(outs, tuple) else (outs,)
-            parts = [o.float().cpu().split(sizes) for o in outs]
+            parts = [o.float().split(sizes) for o in outs]  # on a GPU they stay there (bls.output)
         except Exception as e:
             return [bls.error_response(e) for _ in requests]
         return [

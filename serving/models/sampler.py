@@ -1,9 +1,6 @@
 """Triton models `stage1` and `stage2` (BLS): the pipeline's own stage methods, with every
 network behind a `TritonRunner` that calls that network's model on this server. The
 random draws are the pipeline's, so a seed gives the same views as `hi3d generate`."""
-import torch
-
-from hi3d.engine.backends import Networks
 from hi3d.engine.config import preset
 from hi3d.engine.pipeline import Hi3DPipeline
 from hi3d.serving import bls
@@ -14,8 +11,8 @@ class TritonPythonModel:
         params = bls.parameters(args)
         self.stage = int(params["stage"])
         self.cfg = preset(params["preset"])
-        nets = Networks(**bls.network_runners(self.cfg), device=torch.device("cpu"), dtype=torch.float32)
-        self.pipe = Hi3DPipeline(self.cfg, nets)
+        self.device = bls.device_of(args)  # a GPU instance keeps the sampling loop on its device
+        self.pipe = Hi3DPipeline(self.cfg, bls.networks(self.cfg, self.device))
 
     def _run(self, request):
         p = bls.generation_params(request)
@@ -25,10 +22,10 @@ class TritonPythonModel:
                 raise bls.Cancelled()
 
         if self.stage == 1:
-            views = self.pipe.generate_stage1(bls.input_tensor(request, "image1", bls.PIXELS), p, progress)  # [F, 3, R1, R1]
+            views = self.pipe.generate_stage1(bls.input_tensor(request, "image1", bls.PIXELS, self.device), p, progress)  # [F, 3, R1, R1]
             outputs = [bls.output("views1", views)]
         else:
-            image2, views1 = bls.input_tensor(request, "image2", bls.PIXELS), bls.input_tensor(request, "views1", bls.PIXELS)
+            image2, views1 = (bls.input_tensor(request, n, bls.PIXELS, self.device) for n in ("image2", "views1"))
             views = self.pipe.generate_stage2(image2, views1, p, progress)  # [F, 3, R2, R2]
             outputs = []
         return outputs + [bls.output(f"views{self.stage}_uint8", bls.uint8_views(views))]

@@ -11,10 +11,8 @@ disconnected or ran out of time, and stops there: the instance takes the next re
 import time
 
 import numpy as np
-import torch
 import triton_python_backend_utils as pb_utils
 
-from hi3d.engine.backends import Networks
 from hi3d.engine.config import preset
 from hi3d.engine.pipeline import Hi3DPipeline
 from hi3d.engine.recon import recon_preset
@@ -29,9 +27,10 @@ class TritonPythonModel:
         params = bls.parameters(args)
         self.cfg = preset(params["preset"])
         self.recon = recon_preset(params["recon_preset"])
-        self.device = bls.device_of(args)  # the reconstruction's; the networks run in their own models
-        nets = Networks(**bls.network_runners(self.cfg), device=torch.device("cpu"), dtype=torch.float32)
-        self.pipe = Hi3DPipeline(self.cfg, nets)
+        # The networks run in their own models; on a GPU instance the sampling loop and the
+        # reconstruction run on its device.
+        self.device = bls.device_of(args)
+        self.pipe = Hi3DPipeline(self.cfg, bls.networks(self.cfg, self.device))
         self.log = pb_utils.Logger
 
     def _run(self, request, sender) -> None:
@@ -65,8 +64,8 @@ class TritonPythonModel:
                 raise bls.Cancelled("t2i")
             image = pb_utils.Tensor("image", png)
             sender.send(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("input_image", png)]))
-        image1, image2 = (torch.from_numpy(a.copy()) for a in
-                          bls.call("preprocess", [image], ("image1", "image2")))  # InvalidInput for a bad image
+        image1, image2 = (bls.from_pb(t, self.device) for t in  # InvalidInput for a bad image
+                          bls.exec_request("preprocess", [image], ("image1", "image2"), self.device))
         views1 = self.pipe.generate_stage1(image1, p, progress)
         sender.send(pb_utils.InferenceResponse(output_tensors=[bls.output("stage1_views", bls.uint8_views(views1))]))
         views2 = self.pipe.generate_stage2(image2, views1, p, progress)

@@ -34,6 +34,7 @@ def test_client_reports_an_unreachable_server_and_writes_nothing(tmp_path, capsy
     Image.new("RGB", (32, 32), (255, 0, 0)).save(img)
     port = free_ports().grpc
     code = main(["client", str(img), "--url", f"127.0.0.1:{port}", "--out", str(tmp_path / "out"), "--timeout", "5"])
-    assert code == 2
-    assert f"127.0.0.1:{port}" in capsys.readouterr().err
+    assert code == 1  # not the caller's input: the server is not there
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and "UNAVAILABLE" in err
     assert not (tmp_path / "out").exists()

@@ -34,6 +34,13 @@ class Tensor:
     def as_numpy(self) -> np.ndarray:
         return self._arr
 
+    @staticmethod
+    def from_dlpack(name: str, capsule) -> "Tensor":
+        return Tensor(name, torch.utils.dlpack.from_dlpack(capsule).numpy())
+
+    def to_dlpack(self):
+        return torch.utils.dlpack.to_dlpack(torch.from_numpy(np.ascontiguousarray(self._arr)))
+
 
 class TritonError:
     INTERNAL, INVALID_ARG, CANCELLED, UNAVAILABLE = "INTERNAL", "INVALID_ARG", "CANCELLED", "UNAVAILABLE"
@@ -87,15 +94,26 @@ class Server:
 
     models: dict = {}
     calls: dict = {}
+    memory: list = []  # (model, memory type, device id) each BLS request asked its outputs in
+
+
+class PreferredMemory:
+    def __init__(self, memory_type: str, device_id: int = 0):
+        self.memory_type, self.device_id = memory_type, device_id
 
 
 class InferenceRequest:
-    def __init__(self, model_name: str, requested_output_names: list, inputs: list):
+    def __init__(self, model_name: str, requested_output_names: list, inputs: list, preferred_memory=None):
         self.model, self.inputs = model_name, {t.name(): t for t in inputs}
+        self.memory = preferred_memory
 
     def exec(self) -> InferenceResponse:
         Server.calls[self.model] = Server.calls.get(self.model, 0) + 1
-        return Server.models[self.model].execute([Request(self.inputs)])[0]
+        Server.memory.append((self.model, self.memory.memory_type, self.memory.device_id))
+        response = Server.models[self.model].execute([Request(self.inputs)])[0]
+        if response.has_error():  # as the real python backend does: the message comes back, the code does not
+            return InferenceResponse(error=TritonError(response.error().message()))
+        return response
 
 
 class Logger:
@@ -111,6 +129,7 @@ def _fake_pb_utils() -> types.ModuleType:
     m.Tensor, m.TritonError, m.InferenceResponse, m.InferenceRequest, m.Logger = (
         Tensor, TritonError, InferenceResponse, InferenceRequest, Logger)
     m.TRITONSERVER_RESPONSE_COMPLETE_FINAL = FINAL
+    m.PreferredMemory, m.TRITONSERVER_MEMORY_CPU, m.TRITONSERVER_MEMORY_GPU = PreferredMemory, "CPU", "GPU"
     m.get_input_tensor_by_name = lambda request, name: request.inputs.get(name)
     m.get_output_tensor_by_name = lambda response, name: response.outputs.get(name)
     return m
@@ -216,6 +235,19 @@ def test_a_cancelled_stream_stops_after_the_step_it_is_in(models):
     assert Logger.lines == ["hi3d_stream: request cancelled at stage1 3/50"]
 
 
+def test_bls_requests_ask_for_outputs_where_the_instance_runs(models):
+    """A CPU instance asks every network for host memory; a GPU instance for its own device's
+    (the stage models then get device tensors by DLPack: no host copy per UNet step)."""
+    Server.memory.clear()
+    _stream_model(models).execute([_stream_request(steps=1)])
+    assert {m for _, m, _ in Server.memory} == {"CPU"} and {n for n, _, _ in Server.memory} >= {"unet1", "unet2"}
+    bls = sys.modules["hi3d.serving.bls"]
+    Server.memory.clear()
+    x = torch.rand(1, 3, 28, 28) * 2 - 1
+    bls.exec_request("clip", [bls.to_pb("pixels", x)], ("image_embeds",), torch.device("cuda", 1))
+    assert Server.memory == [("clip", "GPU", 1)]
+
+
 @pytest.mark.parametrize("drop,match", [("want_mesh", "want_mesh"), ("seed", "seed")])
 def test_stream_refuses_a_missing_input(models, drop, match):
     request = _stream_request(steps=1, drop=drop)
@@ -223,6 +255,18 @@ def test_stream_refuses_a_missing_input(models, drop, match):
     (response, flags), = request.sender.sent
     assert response.error().code() == TritonError.INVALID_ARG and match in response.error().message()
     assert flags == FINAL
+
+
+def test_stream_passes_on_what_preprocess_refused_as_invalid_input(models):
+    """The stream learns of the bad image from its BLS call to preprocess, whose error code the
+    backend drops: it must still answer INVALID_ARG, naming the image once."""
+    request = _stream_request(steps=1)
+    request.inputs["image"] = Tensor("image", np.array([b"not an image"], dtype=np.object_))
+    _stream_model(models).execute([request])
+    (response, flags), = request.sender.sent
+    error = response.error()
+    assert error.code() == TritonError.INVALID_ARG and flags == FINAL
+    assert error.message().startswith("invalid input: image is not a readable image")
 
 
 def _sphere_views() -> np.ndarray:

@@ -101,12 +101,14 @@ def test_stream_is_decoupled_and_orchestrators_fill_a_unet_batch(torch_repo):
     assert [(i.name, list(i.dims)) for i in recon.input][0] == ("views", [16, -1, -1, 3])
 
 
-def test_gpu_repository_reconstructs_on_the_gpu(tmp_path):
+def test_gpu_repository_samples_and_reconstructs_on_the_gpu(tmp_path):
     build_repository(tmp_path / "g", RepositoryOptions(kind="gpu", gpus=(1,), python_paths=PATHS))
-    for name in ("hi3d_reconstruct", "hi3d_stream"):
+    for name in ("hi3d_reconstruct", "hi3d_stream", "stage1", "stage2"):
         c = _config(tmp_path / "g", name)
-        assert c.parameters["recon_preset"].string_value == "gpu"
+        if name in ("hi3d_reconstruct", "hi3d_stream"):
+            assert c.parameters["recon_preset"].string_value == "gpu"
         assert c.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU and list(c.instance_group[0].gpus) == [1]
+    assert _config(tmp_path / "g", "preprocess").instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
 
 
 def test_weights_round_trip_to_the_in_process_networks(torch_repo):

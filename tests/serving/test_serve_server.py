@@ -13,7 +13,10 @@ differently), on under 1 % of the values."""
 import io
 import json
 import re
+import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -38,6 +41,7 @@ from hi3d.engine.recon.mesh_render import render_mesh
 from hi3d.engine.recon.quality import chamfer_distance
 from hi3d.engine.recon.shapes import SHAPES
 from hi3d.serving.client import (
+    STREAM_ERROR_HEADER,
     Hi3DClient,
     Hi3DClientError,
     Progress,
@@ -77,7 +81,7 @@ def server(tmp_path_factory):
     # CPU; one hi3d_stream instance, so that a request after a cancelled one has to wait for it.
     opts = RepositoryOptions(preset="tiny", instances=(("stage2", 1), ("hi3d_stream", 1)), batch_delay_us=1_000_000,
                              max_image_bytes=MAX_IMAGE_BYTES, python_paths=default_python_paths(install.numpy_dir),
-                             recon_preset="test")
+                             recon_preset="test", t2i="tiny")  # t2i: the text models too (hi3d_text, a prompt on the stream)
     build_repository(repo, opts)
     with TritonServer(repo, install, free_ports(), key="test-admin-key") as s:
         yield s
@@ -339,8 +343,9 @@ def test_reconstruct_refuses_bad_input(server, case, values, match):
 
 def test_a_mesh_of_noise_views_is_no_surface_found(client, server):
     """Random tiny weights give noise views: both mesh paths say so, nothing crashes or hangs."""
-    with pytest.raises(Hi3DClientError, match="no surface found"):  # a stream's error has no status code
+    with pytest.raises(Hi3DClientError, match="no surface found") as e:
         list(client.stream(png(), seed=1, steps=1, want_mesh=True))
+    assert str(e.value.status) == INVALID
     values = {"image": (np.array([png()], dtype=np.object_), "BYTES"),
               "elevation": (np.array([0.0], np.float32), "FP32"), "seed": (np.array([1], np.int64), "INT64"),
               "steps": (np.array([1], np.int32), "INT32")}
@@ -366,7 +371,7 @@ def _stream_error(server, drop: str | None = None, **overrides) -> Exception | N
 
     c = tritonclient.InferenceServerClient(server.grpc_url)
     try:
-        c.start_stream(callback=callback, stream_timeout=300)
+        c.start_stream(callback=callback, stream_timeout=300, headers={STREAM_ERROR_HEADER: "true"})
         c.async_stream_infer("hi3d_stream", triton_inputs(values), enable_empty_final_response=True)
         assert done.wait(300)
         c.stop_stream()
@@ -375,36 +380,101 @@ def _stream_error(server, drop: str | None = None, **overrides) -> Exception | N
     return errors[0] if errors else None
 
 
-@pytest.mark.parametrize("case,kwargs,match", [
-    ("missing want_mesh", dict(drop="want_mesh"), "want_mesh"),
-    ("want_mesh as INT32", dict(want_mesh=(np.array([1], np.int32), "INT32")), "data-type"),
-    ("two want_mesh", dict(want_mesh=(np.array([True, False]), "BOOL")), "shape"),
-    ("missing image", dict(drop="image"), "image"),
-    ("not an image", dict(image=(np.array([b"not an image"], dtype=np.object_), "BYTES")), "not a readable image"),
-    ("negative seed", dict(seed=(np.array([-1], np.int64), "INT64")), "seed"),
+# A wrong dtype or shape is refused by tritonserver itself before the model runs; on a stream
+# 2.51 sends that error in-band, without a status even in triton_grpc_error mode.
+TRITON_REFUSED = None
+
+
+@pytest.mark.parametrize("case,kwargs,match,status", [
+    ("missing want_mesh", dict(drop="want_mesh"), "want_mesh", INVALID),
+    ("want_mesh as INT32", dict(want_mesh=(np.array([1], np.int32), "INT32")), "data-type", TRITON_REFUSED),
+    ("two want_mesh", dict(want_mesh=(np.array([True, False]), "BOOL")), "shape", TRITON_REFUSED),
+    ("missing image", dict(drop="image"), "image", INVALID),
+    ("not an image", dict(image=(np.array([b"not an image"], dtype=np.object_), "BYTES")), "not a readable image", INVALID),
+    ("negative seed", dict(seed=(np.array([-1], np.int64), "INT64")), "seed", INVALID),
 ])
-def test_stream_refuses_bad_input(server, client, case, kwargs, match):
-    """tritonclient hands a stream's error over as a message only (no status code)."""
+def test_stream_refuses_bad_input(server, client, case, kwargs, match, status):
     error = _stream_error(server, **kwargs)
     assert error is not None and re.search(match, error.message()), (case, error)
+    assert error.status() == status if status is None else str(error.status()) == status, case
+    assert client.generate(png(), 0.0, 11, 1, stage1_only=True).stage1.shape == (16, 64, 64, 3)  # still serving
 
 
-def test_cancelling_a_stream_frees_its_instance_within_a_step(server, client):
-    """One hi3d_stream instance: B can only start once A has stopped. A is cancelled after its
-    first progress event; the server's log says at which step A stopped, B's events that it ran."""
-    a = client.stream(png(), seed=2, steps=CANCEL_STEPS)
-    first = next(a)
-    assert isinstance(first, Progress) and first.event.startswith("stage1 ")
-    a.close()  # stop_stream(cancel_requests=True)
+def _cancellations(server) -> list[tuple[int, int]]:
+    """(step, total) of every stage-1 cancellation the server logged so far."""
+    found = re.findall(r"hi3d_stream: request cancelled at stage1 (\d+)/(\d+)", server.log_tail(10_000_000))
+    return [(int(a), int(b)) for a, b in found]
+
+
+def _assert_freed_within_a_step(server, client, before: int) -> None:
+    """One hi3d_stream instance: B can only start once A has stopped. B runs; the server's
+    log says at which step A stopped (counted, not timed)."""
     b = list(client.stream(png(), seed=3, steps=1))
     assert [e.event for e in b if isinstance(e, Progress)] == ["stage1 1/1", "stage2 1/1"]
     assert isinstance(b[-1], Views)
     deadline = time.monotonic() + 60  # the stub's log line reaches the file asynchronously
-    while not (found := re.findall(r"hi3d_stream: request cancelled at stage1 (\d+)/(\d+)", server.log_tail(100_000))):
+    while len(found := _cancellations(server)) <= before:
         assert time.monotonic() < deadline, server.log_tail()
         time.sleep(0.5)
-    step, total = map(int, found[-1])
+    step, total = found[before]
     assert total == CANCEL_STEPS and step < CANCEL_STEPS // 4, f"A stopped at step {step} of {total}"
+
+
+def test_cancelling_a_stream_frees_its_instance_within_a_step(server, client):
+    before = len(_cancellations(server))
+    a = client.stream(png(), seed=2, steps=CANCEL_STEPS)
+    first = next(a)
+    assert isinstance(first, Progress) and first.event.startswith("stage1 ")
+    a.close()  # stop_stream(cancel_requests=True)
+    _assert_freed_within_a_step(server, client, before)
+
+
+def test_a_stream_past_its_deadline_stops_within_a_step(server, client):
+    """Every UNet call waits up to the 1 s batch window: 150 steps take minutes, the deadline is 5 s."""
+    before = len(_cancellations(server))
+    with Hi3DClient(client.url, timeout_s=5.0) as impatient:
+        with pytest.raises(Hi3DClientError) as e:
+            list(impatient.stream(png(), seed=2, steps=CANCEL_STEPS))
+    assert "DEADLINE_EXCEEDED" in str(e.value.status)
+    _assert_freed_within_a_step(server, client, before)
+
+
+def _client_process(server, tmp_path: Path) -> tuple[subprocess.Popen, list[bytes]]:
+    """`hi3d client` on a long request, in its own process; returns once its bar shows stage 1."""
+    image = tmp_path / "in.png"
+    image.write_bytes(png())
+    proc = subprocess.Popen([sys.executable, "-m", "hi3d.cli", "client", str(image), "--url", server.grpc_url,
+                             "--out", str(tmp_path / "out"), "--steps", str(CANCEL_STEPS), "--seed", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err: list[bytes] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while b"stage1 " not in b"".join(err):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the client never showed stage-1 progress: {b''.join(err).decode(errors='replace')}")
+        time.sleep(0.2)
+    return proc, err
+
+
+def test_ctrl_c_in_the_client_cancels_on_the_server_and_exits_130(server, client, tmp_path):
+    before = len(_cancellations(server))
+    proc, err = _client_process(server, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    time.sleep(0.5)  # the reader thread drains the last bytes
+    assert b"cancelled" in b"".join(err)
+    assert not (tmp_path / "out" / "stage1").exists()  # nothing arrived: nothing (half-)written
+    _assert_freed_within_a_step(server, client, before)
+
+
+def test_a_client_that_disconnects_is_cancelled_within_a_step(server, client, tmp_path):
+    before = len(_cancellations(server))
+    proc, _ = _client_process(server, tmp_path)
+    proc.kill()  # no goodbye: the server sees the connection drop
+    proc.wait(60)
+    _assert_freed_within_a_step(server, client, before)
 
 
 def test_the_client_command_streams_views_to_files(server, tmp_path, capsys):
@@ -419,3 +489,38 @@ def test_the_client_command_streams_views_to_files(server, tmp_path, capsys):
         assert [f.name for f in files] == [f"{i:03d}.png" for i in range(16)]
         assert Image.open(files[0]).size == (size, size)
     assert "stage2 1/1" in capsys.readouterr().err  # the progress bar showed the server's events
+
+
+def test_text_to_views_and_a_bad_prompt(server, client):
+    """hi3d_text: its image is the engine's tiny text-to-image output for the prompt, and its
+    views are what `hi3d` makes of that image; a bad prompt is INVALID_ARGUMENT."""
+    from hi3d.engine.text_to_image import TextToImageParams, generate_image, tiny_pipeline
+
+    values = {"prompt": (np.array([b"a wooden chair"], dtype=np.object_), "BYTES"),
+              "elevation": (np.array([0.0], np.float32), "FP32"), "seed": (np.array([4], np.int64), "INT64"),
+              "steps": (np.array([1], np.int32), "INT32")}
+    result = _infer(server, "hi3d_text", values)
+    image = bytes(result.as_numpy("image")[0])
+    got = np.asarray(images.decode_image(image).convert("RGB"), np.int16)
+    want = generate_image(tiny_pipeline(), TextToImageParams("a wooden chair", seed=4, steps=2), False).image
+    assert np.abs(got - np.asarray(want, np.int16)).max() <= MAX_LEVELS  # the served image is the engine's
+    unary = client.generate(image, elevation=0.0, seed=4, steps=1)
+    for name, want_views in (("views", unary.stage2), ("stage1_views", unary.stage1)):
+        _assert_same_views(result.as_numpy(name), want_views)
+    with pytest.raises(tritonclient.InferenceServerException, match="prompt is empty") as e:
+        _infer(server, "hi3d_text", {**values, "prompt": (np.array([b"  "], dtype=np.object_), "BYTES")})
+    assert str(e.value.status()) == INVALID
+    assert _stream_error(server, drop="image", prompt=values["prompt"]) is None  # the stream takes a prompt too
+    error = _stream_error(server, prompt=values["prompt"])  # ... but not a prompt and an image
+    assert error is not None and "'prompt'" in error.message() and str(error.status()) == INVALID
+
+
+def test_the_client_command_exits_2_on_input_the_server_refuses(server, tmp_path, capsys):
+    from hi3d.cli import main
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    assert main(["client", str(bad), "--url", server.grpc_url, "--out", str(tmp_path / "out"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable image" in err and "INVALID_ARGUMENT" in err
+    assert not (tmp_path / "out").exists()
