@@ -1,7 +1,7 @@
 """Hi3D's third step: 16 orbit views -> watertight, textured triangle mesh.
 
 16 views --3DGS fit--> M views rendered between neighbouring orbit views --hash-grid NeuS
-on the 16 + M views--> SDF --marching cubes, largest component--> Mesh (+ colors from
+on the 16 + M views, started from the 16 masks' visual hull--> SDF --marching cubes, largest component--> Mesh (+ colors from
 the NeuS color field) --xatlas UVs, the 16 views baked at their full resolution--> texture.
 Camera convention: engine.cameras.
 """
@@ -17,6 +17,7 @@ from torch import Tensor
 from hi3d.engine.cameras import hi3d_cameras, interpolated_azimuths, orbit_cameras
 from hi3d.engine.recon.config import PRESETS, ReconConfig, recon_preset
 from hi3d.engine.recon.gaussians import fit_gaussians, render_views, save_gaussians_ply
+from hi3d.engine.recon.hull import signed_distance, visual_hull
 from hi3d.engine.recon.mesh import Mesh, extract_mesh, load_mesh, save_mesh
 from hi3d.engine.recon.neus import field_functions, fit_neus
 from hi3d.engine.recon.texture import bake_texture
@@ -70,8 +71,13 @@ def reconstruct(
             masks = torch.cat([masks, alpha[:, None].clamp(0.0, 1.0)])
             azimuths += extra
     cameras = orbit_cameras(azimuths, elevation_deg, cfg.image_size)
+    hull = None
+    if cfg.neus.hull_resolution > 0:
+        # From the 16 input masks at their full resolution (not the 3DGS-rendered ones).
+        occupancy = visual_hull(masks_full[:, 0], hi3d_cameras(elevation_deg, views.shape[-1]), cfg.neus.hull_resolution)
+        hull = torch.from_numpy(signed_distance(occupancy)) if occupancy.any() else None
     field = fit_neus(
-        images.permute(0, 2, 3, 1), masks[:, 0], cameras, cfg.neus, cfg.kernel_impl, cfg.seed, progress
+        images.permute(0, 2, 3, 1), masks[:, 0], cameras, cfg.neus, cfg.kernel_impl, cfg.seed, progress, hull
     )
     sdf_fn, color_fn = field_functions(field, device)
     mesh = extract_mesh(sdf_fn, color_fn, cfg.mc_resolution, bound=1.0)

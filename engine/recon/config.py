@@ -57,6 +57,15 @@ class NeuSConfig:
     eikonal_points: int = 2048  # random points in the sphere + ray samples, finite differences
     mask_weight: float = 0.1
     fd_epsilon: float = 1e-3  # finite-difference step of the SDF gradient (world units)
+    hull_resolution: int = 128  # visual hull of the 16 masks on this grid over [-1, 1]^3 (0: none) ...
+    hull_init_steps: int = 100  # ... the SDF first fitted to its signed distance for this many steps ...
+    hull_points: int = 4096  # ... on this many points a step ...
+    hull_weight: float = 0.0  # ... and SDF values below the distance to the hull penalised (free space)
+    curvature_weight: float = 2e-3  # mean |Laplacian of the SDF| at surface points (Neuralangelo) ...
+    curvature_points: int = 512  # ... drawn from the ray samples by rendering weight ...
+    curvature_epsilon: float = 0.01  # ... with second differences at this step (world units)
+    coarse_levels: int = 2  # coarse-to-fine: hash-grid levels on at the start ...
+    coarse_to_fine_steps: int = 0  # ... then one more every (this / the rest) steps (0: all from the start)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,8 @@ def recon_preset(name: str) -> ReconConfig:
             gaussians=GaussianFitConfig(num_init=500, steps=80, densify_from=20, densify_until=60, densify_every=20),
             neus=replace(
                 NeuSConfig(), n_levels=4, log2_hashmap_size=12, max_resolution=64, hidden=32, steps=150,
-                rays_per_step=256, samples_per_ray=32, eikonal_points=512,
+                rays_per_step=256, samples_per_ray=32, eikonal_points=512, hull_resolution=64, hull_init_steps=50,
+                hull_points=2048, curvature_points=256,
             ),
             texture=TextureConfig(size=256),
         )

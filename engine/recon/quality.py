@@ -11,7 +11,15 @@ centred at the origin and scaled so that the box's longest side is 1.
 - Volume IoU: both meshes voxelised on the same 64^3 grid of voxel centres covering
   [-0.55, 0.55]^3; IoU = |inside_pred & inside_gt| / |inside_pred | inside_gt|.
 "Inside" is decided by ray parity along +z (meshes must be closed, as marching-cubes
-meshes are). The per-mesh normalisation hides global scale errors (the paper's choice),
+meshes are). Its floor (`iou_floor`): the ground-truth mesh against its own analytic SDF on
+the same voxel centres, the best a reconstruction can score there; a grid is fine enough
+for a shape when the floor is >= 0.97 (thin parts need finer grids than 64^3).
+- Normal consistency: on the same kind of samples, with each sample's face normal, the mean
+  |cos| between a sample's normal and that of the nearest sample on the other surface,
+  averaged over both directions (1: every surface patch faces the way the other's nearest
+  one does; unsigned, so an inward-oriented but correct surface still scores 1).
+- Genus of the largest connected component: (2 - chi) / 2, chi = V - E + F its Euler
+  characteristic, for a closed surface; a hole torn through a slab raises it by one. The per-mesh normalisation hides global scale errors (the paper's choice),
 but also lets surface the views never see (below an object on an orbit that looks down)
 shift the whole prediction. Where both meshes share one frame (our harness), `frame="gt"`
 normalises both with the ground truth's box instead: the plain geometric error.
@@ -20,6 +28,8 @@ Color: PSNR of the reconstruction rendered at held-out azimuths (midway between 
 views) against the ground truth rendered there, with the texture and with the vertex colors.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import trimesh
@@ -80,6 +90,38 @@ def volume_iou(pred: Mesh, gt: Mesh, resolution: int = IOU_RESOLUTION, frame: st
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 
+def iou_floor(sdf: Callable[[np.ndarray], np.ndarray], gt: Mesh, resolution: int = IOU_RESOLUTION) -> float:
+    """IoU of the ground-truth mesh (in the paper's normalisation) against its analytic SDF
+    `sdf` ([N, 3] world -> [N], negative inside) on the same voxel centres."""
+    lo, hi = gt.vertices.min(0), gt.vertices.max(0)
+    h = 2.0 * IOU_HALF_EXTENT / resolution
+    axis = -IOU_HALF_EXTENT + (np.arange(resolution) + 0.5) * h
+    pts = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    exact = (sdf(pts * (hi - lo).max() + (lo + hi) / 2.0) < 0.0).reshape(resolution, resolution, resolution)
+    meshed = occupancy(normalize(gt.vertices), gt.faces, resolution)
+    return float((exact & meshed).sum() / max((exact | meshed).sum(), 1))
+
+
+def normal_consistency(pred: Mesh, gt: Mesh, num_points: int = 100_000, seed: int = 0, frame: str = "each") -> float:
+    """Mean |cos| between each sample's normal and its nearest neighbour's on the other
+    surface, averaged over both directions (see the module docstring)."""
+    pv, gv = _normalized_pair(pred, gt, frame)
+    p, pn = _sample_with_normals(pv, pred.faces, num_points, seed)
+    g, gn = _sample_with_normals(gv, gt.faces, num_points, seed + 1)
+    to_g, to_p = cKDTree(g).query(p)[1], cKDTree(p).query(g)[1]
+    cos_pg = np.abs((pn * gn[to_g]).sum(1))
+    cos_gp = np.abs((gn * pn[to_p]).sum(1))
+    return float((cos_pg.mean() + cos_gp.mean()) / 2.0)
+
+
+def genus(mesh: Mesh) -> int:
+    """Genus of the largest connected component, (2 - chi) / 2, vertices merged by position
+    first (marching cubes can repeat a vertex); meant for closed surfaces."""
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
+    largest = max(tm.split(only_watertight=False), key=lambda c: len(c.faces))
+    return int(round((2 - largest.euler_number) / 2))
+
+
 def to_z_up(vertices: np.ndarray, up: str) -> np.ndarray:  # [V, 3]
     """Vertices of a file whose up axis is `up` ("y": glTF, most OBJ exports) in our +z-up world,
     as Blender's importers turn them (x stays, y up becomes z up, z forward becomes -y)."""
@@ -113,8 +155,14 @@ def occupancy(
 
 
 def _sample(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int) -> np.ndarray:
+    return _sample_with_normals(vertices, faces, n, seed)[0]
+
+
+def _sample_with_normals(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n points uniform by area [n, 3] and the unit normals of their faces [n, 3]."""
     tm = trimesh.Trimesh(vertices, faces, process=False)
-    return np.asarray(trimesh.sample.sample_surface(tm, n, seed=seed)[0])
+    points, face_index = trimesh.sample.sample_surface(tm, n, seed=seed)
+    return np.asarray(points), np.asarray(tm.face_normals)[face_index]
 
 
 def render_reconstruction(mesh: Mesh, cameras: Cameras, textured: bool = True) -> np.ndarray:  # [N, H, W, 4]

@@ -1,7 +1,12 @@
 """Procedural ground-truth objects: analytic SDFs with colors, meshed by marching cubes.
 
 They feed the quality harness, the tests and the weight-free demo. Every object fits in a
-sphere of radius ~0.6, which Hi3D's cameras (radius 1.5, FoV 49.1 deg) see whole.
+sphere of radius ~0.6, which Hi3D's cameras (radius 1.5, FoV 49.1 deg) see whole. Each
+knows its genus (the number of handles of its surface), which the reconstruction must keep.
+
+THIN_SHAPES have parts a few percent of their size thick (a table's top, a fin, a mug's
+handle, a coin): the ones a reconstruction tears or swells. They carry a 3D color pattern,
+so that flat faces have texture to match between views, as real objects' do.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ class Shape:
 
     name: str
     parts: tuple[Part, ...]
+    genus: int = 0  # of the union's surface: 0 sphere-like, 1 one handle (a torus, a mug)
+    pattern: str = "stripes"  # "stripes" along z | "checker": a 3D pattern, flat faces vary too
 
     def sdf(self, points: np.ndarray) -> np.ndarray:  # [N, 3] -> [N]
         return self._part_sdfs(points).min(0)
@@ -35,8 +42,10 @@ class Shape:
         nearest = self._part_sdfs(points).argmin(0)
         colors = np.array([p.color for p in self.parts], np.float32)[nearest]
         # A soft stripe pattern along z gives texture that a flat color would not test.
-        stripes = 0.85 + 0.15 * np.cos(points[:, 2] * 24.0)
-        return colors * stripes[:, None]
+        wave = np.cos(points[:, 2] * 24.0)
+        if self.pattern == "checker":  # ... and along x and y, so a horizontal face has texture
+            wave = wave * np.cos(points[:, 0] * 24.0) * np.cos(points[:, 1] * 24.0)
+        return colors * (0.85 + 0.15 * wave)[:, None]
 
     def mesh(self, resolution: int = 128) -> Mesh:
         return extract_mesh(self.sdf, self.color, resolution, bound=0.8)
@@ -64,7 +73,7 @@ def _part_sdf(part: Part, q: np.ndarray) -> np.ndarray:
 SHAPES: dict[str, Shape] = {
     "sphere": Shape("sphere", (Part("sphere", (0.0, 0.0, 0.0), (0.45,), (0.85, 0.3, 0.25)),)),
     "box": Shape("box", (Part("box", (0.0, 0.0, 0.0), (0.35, 0.25, 0.3), (0.25, 0.45, 0.85)),)),
-    "torus": Shape("torus", (Part("torus", (0.0, 0.0, 0.0), (0.38, 0.14), (0.9, 0.7, 0.2), axis=1),)),
+    "torus": Shape("torus", (Part("torus", (0.0, 0.0, 0.0), (0.38, 0.14), (0.9, 0.7, 0.2), axis=1),), genus=1),
     # The bundled demo object: a small toy (base, body, head, ring handle).
     "composite": Shape(
         "composite",
@@ -74,5 +83,36 @@ SHAPES: dict[str, Shape] = {
             Part("sphere", (0.0, 0.0, 0.24), (0.2,), (0.9, 0.35, 0.25)),
             Part("torus", (0.0, 0.2, -0.02), (0.1, 0.04), (0.95, 0.8, 0.2), axis=0),
         ),
+        genus=1,
     ),
+    # A table: a top 0.04 thick (4.4 % of its 0.9 width) on four legs 0.08 across.
+    "table": Shape(
+        "table",
+        (Part("box", (0.0, 0.0, 0.17), (0.45, 0.3, 0.02), (0.75, 0.5, 0.3)),)
+        + tuple(Part("cylinder", (x, y, -0.09), (0.04, 0.26), (0.35, 0.25, 0.2)) for x in (-0.38, 0.38) for y in (-0.23, 0.23)),
+        pattern="checker",
+    ),
+    # A rocket: body and nose, four fins 0.03 thick (4.2 % of its 0.72 height).
+    "rocket": Shape(
+        "rocket",
+        (Part("cylinder", (0.0, 0.0, -0.05), (0.12, 0.3), (0.85, 0.85, 0.9)),
+         Part("sphere", (0.0, 0.0, 0.25), (0.12,), (0.9, 0.3, 0.25)),
+         Part("box", (0.2, 0.0, -0.25), (0.1, 0.015, 0.1), (0.25, 0.35, 0.85)),
+         Part("box", (-0.2, 0.0, -0.25), (0.1, 0.015, 0.1), (0.25, 0.35, 0.85)),
+         Part("box", (0.0, 0.2, -0.25), (0.015, 0.1, 0.1), (0.25, 0.35, 0.85)),
+         Part("box", (0.0, -0.2, -0.25), (0.015, 0.1, 0.1), (0.25, 0.35, 0.85))),
+        pattern="checker",
+    ),
+    # A mug: a solid body and a handle 0.07 thick whose hole (0.17 x 0.23) the side views see through.
+    "mug": Shape(
+        "mug",
+        (Part("cylinder", (0.0, 0.0, 0.0), (0.25, 0.28), (0.3, 0.55, 0.8)),
+         Part("torus", (0.3, 0.0, 0.0), (0.15, 0.035), (0.9, 0.75, 0.25), axis=1)),
+        genus=1,
+        pattern="checker",
+    ),
+    # A coin standing on its edge: 0.9 across, 0.04 thick.
+    "disc": Shape("disc", (Part("cylinder", (0.0, 0.0, 0.0), (0.45, 0.02), (0.8, 0.35, 0.6), axis=0),), pattern="checker"),
 }
+
+THIN_SHAPES = ("table", "rocket", "mug", "disc")

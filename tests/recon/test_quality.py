@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+import trimesh
 
 from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.recon.mesh import Mesh
@@ -10,11 +11,14 @@ from hi3d.engine.recon.mesh_render import AMBIENT, LIGHT_DIR, render_mesh
 from hi3d.engine.recon.quality import (
     IOU_HALF_EXTENT,
     chamfer_distance,
+    genus,
+    iou_floor,
+    normal_consistency,
     normalize,
     occupancy,
     volume_iou,
 )
-from hi3d.engine.recon.shapes import SHAPES
+from hi3d.engine.recon.shapes import SHAPES, THIN_SHAPES, Part, Shape
 
 
 def _analytic_occupancy(shape, mesh, res=64):
@@ -74,3 +78,57 @@ def test_render_sphere_silhouette_and_shading(gt_meshes):
     shade = AMBIENT + (1 - AMBIENT) * max(0.0, n @ LIGHT_DIR / np.linalg.norm(LIGHT_DIR))
     albedo = SHAPES["sphere"].color(np.array([[0.45, 0.0, 0.0]]))[0]
     assert np.allclose(rgba[0, 47:49, 47:49, :3].mean((0, 1)), albedo * shade, atol=0.03)
+
+
+def _mesh(tm: trimesh.Trimesh) -> Mesh:
+    v = np.asarray(tm.vertices, np.float32)
+    return Mesh(v, np.asarray(tm.faces, np.int64), np.zeros_like(v))
+
+
+def test_genus_of_trimesh_primitives():
+    assert genus(_mesh(trimesh.creation.icosphere(3))) == 0
+    assert genus(_mesh(trimesh.creation.torus(0.4, 0.1))) == 1
+    # two overlapping tori, meshed by marching cubes: a double torus (genus 2)
+    ring = (0.2, 0.06)
+    double = Shape("double", (Part("torus", (-0.18, 0.0, 0.0), ring, (1, 1, 1)), Part("torus", (0.18, 0.0, 0.0), ring, (1, 1, 1))))
+    assert genus(double.mesh(64)) == 2
+
+
+def test_genus_of_the_largest_component_only():
+    big, small = trimesh.creation.icosphere(4), trimesh.creation.torus(0.2, 0.05)  # 5120 vs 2048 faces
+    small.apply_translation([3.0, 0.0, 0.0])
+    assert genus(_mesh(trimesh.util.concatenate([big, small]))) == 0
+
+
+@pytest.mark.parametrize("name", ["torus", "composite", *THIN_SHAPES])
+def test_ground_truth_meshes_have_their_shapes_genus(gt_meshes, name):
+    assert genus(gt_meshes[name]) == SHAPES[name].genus
+
+
+def _square(tilt: float) -> Mesh:  # the square [-1, 1]^2 of the z = 0 plane, turned `tilt` rad about x
+    c, t = np.cos(tilt), np.sin(tilt)
+    v = np.float32([[x, y * c, y * t] for x, y in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+    return Mesh(v, np.int64([[0, 1, 2], [0, 2, 3]]), np.zeros_like(v))
+
+
+def test_normal_consistency():
+    sphere = _mesh(trimesh.creation.icosphere(4))
+    assert normal_consistency(sphere, sphere, 20000) > 0.99  # the nearest sample lies on the same face or a neighbour
+    flipped = Mesh(sphere.vertices, sphere.faces[:, ::-1].copy(), sphere.colors)
+    assert normal_consistency(flipped, sphere, 20000) > 0.99  # unsigned: inward-wound faces score the same
+    # Two squares 25 degrees apart: every nearest neighbour is on the other square, so
+    # every pair's |cos| is cos 25 deg exactly.
+    tilt = np.radians(25.0)
+    assert normal_consistency(_square(tilt), _square(0.0), 5000, frame="gt") == pytest.approx(np.cos(tilt), abs=1e-5)
+    assert normal_consistency(_square(0.0), _square(0.0), 5000) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["box", *THIN_SHAPES])
+def test_iou_floor_of_the_ground_truth_meshes(gt_meshes, name):
+    m, sdf = gt_meshes[name], SHAPES[name].sdf
+    floor = iou_floor(sdf, m)
+    assert 0.97 <= floor <= 1.0
+    # the SDF moved by one voxel of the IoU grid (1.1 / 64 of the longest side) along x
+    # (the disc: along its thin axis): a thin part loses much of its overlap
+    voxel = np.float64([1.1 / 64 * np.ptp(m.vertices, 0).max(), 0.0, 0.0])
+    assert iou_floor(lambda p: sdf(p + voxel), m) < floor - 0.02

@@ -1,0 +1,36 @@
+"""Visual hull and its signed distance against analytic references (a sphere)."""
+import numpy as np
+import torch
+
+from hi3d.engine.cameras import hi3d_cameras
+from hi3d.engine.recon.hull import signed_distance, visual_hull
+from hi3d.engine.recon.mesh import grid_points
+
+ELEVATION = 10.0  # the views of conftest.py
+RES = 64
+H = 2.0 / (RES - 1)  # grid step over [-1, 1]
+
+
+def test_hull_of_the_sphere_views_holds_the_sphere_and_little_more(sphere_views):
+    # The sphere (radius 0.45) seen by 16 views at elevation 10: the hull is the intersection
+    # of 16 cones tangent to it, within ~3 % of the radius around the equator (a 16-gon:
+    # 1 / cos(pi / 16) = 1.02) and at the poles (the cones' tangent lines, ~1.02 at 10 deg).
+    occ = visual_hull(sphere_views[..., 3], hi3d_cameras(ELEVATION, sphere_views.shape[1]), RES)
+    r = np.linalg.norm(grid_points(RES, 1.0), axis=1).reshape(occ.shape)
+    assert occ[r < 0.45 - H].all()
+    assert not occ[r > 0.45 * 1.05 + H].any()
+
+
+def test_hull_is_empty_where_one_mask_is():
+    masks = torch.ones(16, 32, 32)
+    masks[3] = 0.0  # one view sees nothing: nothing can be there
+    assert not visual_hull(masks, hi3d_cameras(0.0, 32), 16).any()
+
+
+def test_signed_distance_of_a_voxel_ball_is_the_balls():
+    p = grid_points(RES, 1.0)
+    r = np.linalg.norm(p, axis=1).reshape(RES, RES, RES)
+    sd = signed_distance(r < 0.5)
+    band = np.abs(r - 0.5) < 0.3
+    assert np.abs(sd - (r - 0.5))[band].max() < H  # voxelisation moves the surface by < 1 step
+    assert (sd[r < 0.5 - H] < 0).all() and (sd[r > 0.5 + H] > 0).all()
