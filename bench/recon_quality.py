@@ -58,6 +58,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--elevation", type=float, default=10.0)
     p.add_argument("--iou-resolution", type=int, default=IOU_RESOLUTION)
     p.add_argument("--texture-size", type=int, default=None, help="atlas size (default: the preset's)")
+    p.add_argument("--thin-part-options", action="store_true",
+                   help="NeuS's visual-hull start (128^3) and curvature term (2e-3), off in the presets")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="bench/results/recon_quality.json")
     return p
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     preset = args.preset or ("test" if args.quick else "cpu_small")
     shapes = args.shapes or (["table", "mug"] if args.quick else [*THIN_SHAPES, "sphere", "box", "torus", "composite"])
     base = recon_preset(preset)
+    if args.thin_part_options:
+        base = replace(base, neus=replace(base.neus, hull_resolution=128, curvature_weight=2e-3))
     if args.texture_size is not None:
         base = replace(base, texture=replace(base.texture, size=args.texture_size))
     sizes = args.sizes or [base.image_size]

@@ -1,7 +1,7 @@
 """Hi3D's third step: 16 orbit views -> watertight, textured triangle mesh.
 
 16 views --3DGS fit--> M views rendered between neighbouring orbit views --hash-grid NeuS
-on the 16 + M views, started from the 16 masks' visual hull--> SDF --marching cubes, largest component--> Mesh (+ colors from
+on the 16 + M views (optionally started from the masks' visual hull)--> SDF --marching cubes, largest component--> Mesh (+ colors from
 the NeuS color field) --xatlas UVs, the 16 views baked at their full resolution--> texture.
 Camera convention: engine.cameras.
 """

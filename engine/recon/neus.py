@@ -13,14 +13,13 @@ which works with every hash-grid implementation, fused kernels included.
 
 Thin parts (a table's top, a fin a few percent of the object thick) are where a NeuS started
 from a sphere tears: rays see a slab at grazing angles, a hole in it hardly changes any
-pixel, and the fine hash-grid levels carve ray-aligned tunnels through it. Two measures,
-chosen by measurement (docs/reconstruction.md#thin-parts):
+pixel, and the fine hash-grid levels carve ray-aligned tunnels through it. Two options, off
+in the presets (measured: they close the holes but lower IoU; docs/reconstruction.md#thin-parts):
 - the SDF is first fitted to the signed distance of the masks' visual hull
   (engine.recon.hull), a closed superset of the object in which every thin part is solid;
 - a curvature term, mean |Laplacian of the SDF| at surface points drawn by rendering weight
   (Neuralangelo), penalises the rims a hole through a flat part makes.
-Optional, off in the presets: coarse-to-fine hash-grid levels (Neuralangelo) and a
-free-space term that keeps points outside the hull outside.
+Also optional: coarse-to-fine hash-grid levels (Neuralangelo) and a free-space term that keeps points outside the hull outside.
 """
 from __future__ import annotations
 
