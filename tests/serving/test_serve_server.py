@@ -10,6 +10,7 @@ Tolerance: the served views are uint8; they may differ from the in-process pipel
 to MAX_LEVELS (2) where a float lands near a rounding boundary (the networks run in other
 processes, and a UNet call batched with another request's rows orders its reductions
 differently), on under 1 % of the values."""
+import contextlib
 import io
 import json
 import re
@@ -24,6 +25,7 @@ import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -439,41 +441,49 @@ def test_a_stream_past_its_deadline_stops_within_a_step(server, client):
     _assert_freed_within_a_step(server, client, before)
 
 
-def _client_process(server, tmp_path: Path) -> tuple[subprocess.Popen, list[bytes]]:
-    """`hi3d client` on a long request, in its own process; returns once its bar shows stage 1."""
+@contextlib.contextmanager
+def _client_process(server, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, list[bytes]]]:
+    """`hi3d client` on a long request, in its own process, once its bar shows stage 1; killed
+    at the end whatever happened."""
     image = tmp_path / "in.png"
     image.write_bytes(png())
+    # SIGINT back to its default: a job started in the background by a non-interactive shell
+    # (as CI may run the suite) ignores it, and so would the client, which is not what a user has.
     proc = subprocess.Popen([sys.executable, "-m", "hi3d.cli", "client", str(image), "--url", server.grpc_url,
                              "--out", str(tmp_path / "out"), "--steps", str(CANCEL_STEPS), "--seed", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    err: list[bytes] = []
-    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 300
-    while b"stage1 " not in b"".join(err):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the client never showed stage-1 progress: {b''.join(err).decode(errors='replace')}")
-        time.sleep(0.2)
-    return proc, err
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        err: list[bytes] = []
+        reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 300
+        while b"stage1 " not in b"".join(err):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the client never showed stage-1 progress: {b''.join(err).decode(errors='replace')}")
+            time.sleep(0.2)
+        yield proc, err
+    finally:
+        proc.kill()
+        proc.wait(60)
 
 
 def test_ctrl_c_in_the_client_cancels_on_the_server_and_exits_130(server, client, tmp_path):
     before = len(_cancellations(server))
-    proc, err = _client_process(server, tmp_path)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130
-    time.sleep(0.5)  # the reader thread drains the last bytes
-    assert b"cancelled" in b"".join(err)
+    with _client_process(server, tmp_path) as (proc, err):
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+        time.sleep(0.5)  # the reader thread drains the last bytes
+        assert b"cancelled" in b"".join(err)
     assert not (tmp_path / "out" / "stage1").exists()  # nothing arrived: nothing (half-)written
     _assert_freed_within_a_step(server, client, before)
 
 
 def test_a_client_that_disconnects_is_cancelled_within_a_step(server, client, tmp_path):
     before = len(_cancellations(server))
-    proc, _ = _client_process(server, tmp_path)
-    proc.kill()  # no goodbye: the server sees the connection drop
-    proc.wait(60)
+    with _client_process(server, tmp_path) as (proc, _):
+        proc.kill()  # no goodbye: the server sees the connection drop
+        proc.wait(60)
     _assert_freed_within_a_step(server, client, before)
 
 
