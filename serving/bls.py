@@ -181,17 +181,13 @@ def call(model: str, inputs: list, outputs: tuple[str, ...]) -> list[np.ndarray]
     return [t.as_numpy() for t in exec_request(model, inputs, outputs)]
 
 
-def network_runners(cfg, device: torch.device) -> dict[str, TritonRunner]:
-    """A TritonRunner per network model: `Networks(**network_runners(cfg, device), device=device, ...)`."""
+def networks(cfg, device: torch.device) -> Networks:
+    """The pipeline's networks inside a BLS model on `device`: each a TritonRunner calling its
+    network model."""
     runners = {}
     for name in NETWORKS:
         io = network_io(cfg, name)
         columns = tuple(t.name for t in io.inputs if t.reshape == ())
         runners[name] = TritonRunner(name, tuple(t.name for t in io.inputs), tuple(t.name for t in io.outputs), columns,
                                      device)
-    return runners
-
-
-def networks(cfg, device: torch.device) -> Networks:
-    """The pipeline's networks inside a BLS model on `device`: each a call to its network model."""
-    return Networks(**network_runners(cfg, device), device=device, dtype=torch.float32)
+    return Networks(**runners, device=device, dtype=torch.float32)

@@ -193,27 +193,28 @@ def stage_configs(cfg: Hi3DConfig, opts: RepositoryOptions) -> dict[str, str]:
     # the image it made; without one its inputs and outputs stay as they always were.
     stream_source = [_optional(image), _optional(prompt)] if opts.t2i is not None else [image]
     stream_image = [_tensor(TensorIO("input_image", (1,)), "TYPE_STRING")] if opts.t2i is not None else []
+    gpu = opts.kind == "gpu"  # where the samplers, the stream and the reconstruction run (with the networks)
     return {
         "preprocess": _python_config(
             "preprocess", [_tensor(TensorIO("image", (1,)), "TYPE_STRING")], [_tensor(image1), _tensor(image2)],
             {"preset": cfg.name, "max_image_bytes": str(opts.max_image_bytes)}, opts),
         "stage1": _python_config(
             "stage1", [_tensor(image1), *_scalars()], [_tensor(views1), u8("views1_uint8", r1)],
-            {"preset": cfg.name, "stage": "1"}, opts, on_gpu=opts.kind == "gpu"),
+            {"preset": cfg.name, "stage": "1"}, opts, on_gpu=gpu),
         "stage2": _python_config(
             "stage2", [_tensor(image2), _tensor(views1), *_scalars()], [u8("views2_uint8", r2)],
-            {"preset": cfg.name, "stage": "2"}, opts, on_gpu=opts.kind == "gpu"),
+            {"preset": cfg.name, "stage": "2"}, opts, on_gpu=gpu),
         # The samplers and the reconstruction run where the networks do: on a GPU the sampling
         # loop keeps its latents there (DLPack between the models), and the GPU recon preset needs one.
         "hi3d_reconstruct": _python_config(
             "hi3d_reconstruct", [u8("views", -1), *_scalars()[:2]], [_tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING")],
-            {"recon_preset": opts.recon}, opts, on_gpu=opts.kind == "gpu"),
+            {"recon_preset": opts.recon}, opts, on_gpu=gpu),
         "hi3d_stream": _python_config(
             "hi3d_stream", [*stream_source, *_scalars(), _tensor(TensorIO("want_mesh", (1,)), "TYPE_BOOL")],
             [_tensor(TensorIO("event", (1,)), "TYPE_STRING"), _tensor(TensorIO("progress", (1,))),
              u8("stage1_views", r1), u8("views", r2), _tensor(TensorIO("mesh_glb", (1,)), "TYPE_STRING"),
              *stream_image],
-            {"preset": cfg.name, "recon_preset": opts.recon}, opts, on_gpu=opts.kind == "gpu", decoupled=True),
+            {"preset": cfg.name, "recon_preset": opts.recon}, opts, on_gpu=gpu, decoupled=True),
         **(t2i_configs(opts) if opts.t2i is not None else {}),
     }
 

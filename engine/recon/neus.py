@@ -61,16 +61,22 @@ class NeuSField(nn.Module):
         nn.init.zeros_(self.sdf_net[-1].bias)
         self.variance = nn.Parameter(torch.tensor(cfg.init_variance))
         # Coarse-to-fine (Neuralangelo): the encoding's finer levels are multiplied by 0 until
-        # the schedule of set_levels enables them; all are on outside of training.
-        self.register_buffer("level_weights", torch.ones(self.grid.out_dim), persistent=False)
+        # the schedule of set_levels enables them; None (every level on, no multiply in the hot
+        # path) outside of training and whenever coarse-to-fine is off.
+        self.level_weights: Tensor | None = None
 
     def set_levels(self, active: int) -> None:
         """Use only the `active` coarsest hash-grid levels (level-major encoding)."""
-        per_level = self.cfg.n_features_per_level
-        self.level_weights.copy_((torch.arange(self.grid.out_dim, device=self.level_weights.device) < active * per_level).float())
+        if active >= self.cfg.n_levels:
+            self.level_weights = None
+            return
+        device = self.variance.device
+        self.level_weights = (torch.arange(self.grid.out_dim, device=device) < active * self.cfg.n_features_per_level).float()
 
     def sdf(self, x: Tensor) -> tuple[Tensor, Tensor]:  # x [N, 3] -> sdf [N], features [N, G]
-        enc = self.grid(((x / BOUND + 1.0) * 0.5).clamp(0.0, 1.0)) * self.level_weights
+        enc = self.grid(((x / BOUND + 1.0) * 0.5).clamp(0.0, 1.0))
+        if self.level_weights is not None:
+            enc = enc * self.level_weights
         h = self.sdf_net(torch.cat([x, enc], -1))
         return x.norm(dim=-1) - self.cfg.init_radius + h[:, 0], h[:, 1:]
 
