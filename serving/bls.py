@@ -20,6 +20,7 @@ from hi3d.engine.errors import (
 from hi3d.engine.images import to_uint8
 from hi3d.engine.pipeline import GenerationParams
 from hi3d.serving.networks import NETWORKS, network_io
+from hi3d.serving.protocol import INTERNAL_PREFIX, INVALID_PREFIX, UNAVAILABLE_PREFIX
 
 PIXELS = (-1.0, 1.0)  # images and views passed between the models are in [-1, 1]
 
@@ -94,11 +95,6 @@ def output(name: str, x: Tensor | np.ndarray) -> "pb_utils.Tensor":
     return pb_utils.Tensor(name, np.ascontiguousarray(arr))
 
 
-# The python backend (2.51) hands a BLS caller the error message of the model it called but
-# not its code (every one reads INTERNAL), so the kind is also written at the message's start.
-INVALID_PREFIX, UNAVAILABLE_PREFIX = "invalid input: ", "unavailable: "
-
-
 def error_response(e: Exception) -> "pb_utils.InferenceResponse":
     if isinstance(e, InvalidInput):
         err = pb_utils.TritonError(INVALID_PREFIX + str(e), pb_utils.TritonError.INVALID_ARG)
@@ -107,7 +103,7 @@ def error_response(e: Exception) -> "pb_utils.InferenceResponse":
     elif isinstance(e, Cancelled):
         err = pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
     else:
-        err = pb_utils.TritonError(f"{type(e).__name__}: {e}", pb_utils.TritonError.INTERNAL)
+        err = pb_utils.TritonError(f"{INTERNAL_PREFIX}{type(e).__name__}: {e}", pb_utils.TritonError.INTERNAL)
     return pb_utils.InferenceResponse(output_tensors=[], error=err)
 
 

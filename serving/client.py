@@ -14,6 +14,8 @@ from typing import Iterator, Union
 
 import numpy as np
 
+from hi3d.serving.protocol import status_of
+
 
 class Hi3DClientError(RuntimeError):
     """The server refused or failed the request; `status` is the gRPC status (e.g. StatusCode.INVALID_ARGUMENT)."""
@@ -52,7 +54,6 @@ class Mesh:
 
 Event = Union[Progress, Stage1Views, Views, Mesh]
 _POLL_S = 0.5  # how often a waiting stream() looks up, so that Ctrl-C gets through
-STREAM_ERROR_HEADER = "triton_grpc_error"  # tritonserver >= 2.48: stream errors keep their gRPC status
 INVALID_ARGUMENT = "StatusCode.INVALID_ARGUMENT"
 
 
@@ -72,9 +73,11 @@ def _inputs(g, image: bytes, elevation: float, seed: int, steps: int, extra: tup
 
 
 def _client_error(model: str, url: str, e: Exception) -> Hi3DClientError:
-    """tritonclient's InferenceServerException, or a gRPC transport error, as one error type."""
+    """tritonclient's InferenceServerException, or a gRPC transport error, as one error type.
+    An error on a stream has no status; our models' messages say which it is (serving.protocol)."""
     status = e.status() if hasattr(e, "status") else None
     message = e.message() if hasattr(e, "message") and callable(e.message) else str(e)
+    status = status or status_of(message)
     return Hi3DClientError(f"{model} at {url}: {message}", status)
 
 
@@ -138,17 +141,16 @@ class Hi3DClient:
                want_mesh: bool = False) -> Iterator[Event]:
         """Events of one `hi3d_stream` request as they arrive. Leaving the loop early (break,
         an exception, Ctrl-C) cancels the request on the server; `timeout_s` is its deadline.
-        A server error raises Hi3DClientError with the gRPC status the model gave it
-        (INVALID_ARGUMENT for bad input, UNAVAILABLE from a draining server, ...); None
+        A server error raises Hi3DClientError with the status the model gave it
+        (INVALID_ARGUMENT for bad input, UNAVAILABLE from a draining server, INTERNAL); None
         where tritonserver refused the request itself (it sends no status on a stream)."""
         g = self._grpc
         inputs = _inputs(g, image, elevation, seed, steps, (("want_mesh", np.array([want_mesh]), "BOOL"),))
         responses: queue.Queue = queue.Queue()
-        # Without this header a stream's error arrives as a message only (no status code);
-        # with it the server ends the stream with the error's gRPC status.
-        headers = {**(self.headers or {}), STREAM_ERROR_HEADER: "true"}
+        # Not the `triton_grpc_error` header: in 2.51 its error path logs internal state
+        # errors on every stream error, and once took a loaded server down (docs/serving.md).
         self._client.start_stream(callback=lambda result, error: responses.put((result, error)),
-                                  stream_timeout=self.timeout_s, headers=headers)
+                                  stream_timeout=self.timeout_s, headers=self.headers)
         finished = False
         try:
             try:

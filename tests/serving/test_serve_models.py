@@ -269,6 +269,32 @@ def test_stream_passes_on_what_preprocess_refused_as_invalid_input(models):
     assert error.message().startswith("invalid input: image is not a readable image")
 
 
+@pytest.mark.parametrize("kind,code,status", [
+    ("InvalidInput", "INVALID_ARG", "StatusCode.INVALID_ARGUMENT"),
+    ("Unavailable", "UNAVAILABLE", "StatusCode.UNAVAILABLE"),
+    ("RuntimeError", "INTERNAL", "StatusCode.INTERNAL"),
+])
+def test_every_error_marks_its_status_at_the_start_of_its_message(models, kind, code, status):
+    """A stream's error reaches the client as a message alone: the client reads the status from it."""
+    from hi3d.serving.client import _client_error
+    from hi3d.serving.protocol import status_of
+
+    bls = sys.modules["hi3d.serving.bls"]
+    error = bls.error_response({"InvalidInput": bls.InvalidInput, "Unavailable": bls.Unavailable,
+                                "RuntimeError": RuntimeError}[kind]("what went wrong")).error()
+    assert error.code() == getattr(TritonError, code) and status_of(error.message()) == status
+
+    class StreamError(Exception):  # what tritonclient's stream callback is given: no status
+        def status(self):
+            return None
+
+        def message(self):
+            return error.message()
+
+    assert _client_error("hi3d_stream", "127.0.0.1:1", StreamError()).status == status
+    assert status_of("[request id: <id_unknown>] unexpected shape for input 'want_mesh'") is None  # tritonserver's own
+
+
 def _sphere_views() -> np.ndarray:
     gt = SHAPES["sphere"].mesh(64)
     rgba = render_mesh(gt.vertices, gt.faces, gt.colors, hi3d_cameras(10.0, 32))
