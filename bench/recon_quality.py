@@ -7,8 +7,10 @@ interpolated views, and compared with its ground-truth mesh (engine.recon.qualit
 distance and volume IoU in the paper's normalisation (and in the ground truth's frame),
 the IoU's floor (the ground-truth mesh against its analytic SDF on the same grid), normal
 consistency, the genus of the reconstruction against the shape's, and the PSNR of the
-baked texture (and of the vertex colors) rendered at held-out azimuths. Prints a table,
-writes one JSON.
+baked texture (and of the vertex colors) rendered at held-out azimuths. Beside them, the IoU
+and genus of the views' visual hull (at HULL_RESOLUTION^3): what the silhouettes alone give,
+which the reconstruction has to beat with the colors where a shape is concave or unseen
+(under a table's top from above, between a rocket's fins). Prints a table, writes one JSON.
 
     python -m hi3d.bench.recon_quality                          # cpu_small, 8 shapes, M = 0 and 16
     python -m hi3d.bench.recon_quality --shapes table disc --interp 16 --out table_disc.json
@@ -30,6 +32,7 @@ from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.files import atomic_write_json
 from hi3d.engine.recon import reconstruct
 from hi3d.engine.recon.config import PRESETS, recon_preset
+from hi3d.engine.recon.hull import hull_mesh
 from hi3d.engine.recon.mesh_render import render_mesh
 from hi3d.engine.recon.quality import (
     HELD_OUT_AZIMUTHS,
@@ -46,6 +49,7 @@ from hi3d.engine.recon.shapes import SHAPES, THIN_SHAPES
 PAPER = {"M=0": (0.0186, 0.6375), "M=16": (0.0172, 0.6631)}  # Hi3D Table 4, GSO
 MIN_IOU_FLOOR = 0.97  # below this the IoU grid is too coarse for the shape: say so
 GT_RESOLUTION = 160  # marching-cubes grid of the ground-truth meshes over [-0.8, 0.8]^3
+HULL_RESOLUTION = 192  # the visual hull's grid over [-1, 1]^3: finer than a 128 px view's pixel
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -90,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         floor = iou_floor(shape.sdf, gt, args.iou_resolution)
         for size in sizes:
             views = render_mesh(gt.vertices, gt.faces, gt.colors, hi3d_cameras(args.elevation, 2 * size))
+            hull = hull_mesh(torch.from_numpy(views[..., 3]), hi3d_cameras(args.elevation, 2 * size), HULL_RESOLUTION)
+            hull_iou, hull_genus = volume_iou(hull, gt, args.iou_resolution), genus(hull)
+            print(f"{name:<10} {size:>4} visual hull: IoU {hull_iou:.3f}, genus {hull_genus}/{shape.genus}", flush=True)
             views = torch.from_numpy(views[..., :3]).permute(0, 3, 1, 2)
             for m in args.interp:
                 cfg = replace(base, image_size=size, gs_image_size=min(base.gs_image_size, size), num_interp=m)
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                        "chamfer_gt_frame": chamfer_distance(mesh, gt, frame="gt"),
                        "volume_iou_gt_frame": volume_iou(mesh, gt, args.iou_resolution, frame="gt"),
                        "normal_consistency": normal_consistency(mesh, gt),
-                       "genus": genus(mesh), "genus_gt": shape.genus,
+                       "genus": genus(mesh), "genus_gt": shape.genus, "hull_iou": hull_iou, "hull_genus": hull_genus,
                        "psnr_texture": view_psnr["texture"], "psnr_vertex_colors": view_psnr["vertex"],
                        "textured": mesh.texture is not None, "faces": int(len(mesh.faces)), "seconds": seconds,
                        "load_average": [load_before, _load()]}

@@ -52,6 +52,7 @@ class NeuSConfig:
     samples_per_ray: int = 48  # stratified within the ray's chord of the unit sphere
     lr: float = 1e-2
     lr_variance: float = 1e-2
+    lr_warmup_steps: int = 0  # lr ramps up linearly over these first steps (Adam's first steps move every parameter by ~lr)
     init_variance: float = 0.3  # s = exp(10 * variance) sharpens the density as it is learnt
     eikonal_weight: float = 0.1
     eikonal_points: int = 2048  # random points in the sphere + ray samples, finite differences

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from scipy.interpolate import RegularGridInterpolator
 from torch import Tensor
 
 from hi3d.engine.cameras import Cameras
-from hi3d.engine.recon.mesh import grid_points
+from hi3d.engine.recon.mesh import Mesh, extract_mesh, grid_points
 
 MASK_THRESHOLD = 0.5  # a pixel is the object's when its mask is above this
 
@@ -54,3 +55,12 @@ def signed_distance(occupancy: np.ndarray, bound: float = 1.0) -> np.ndarray:  #
     outside = ndimage.distance_transform_edt(~occupancy) * h  # to the nearest inside point
     inside = ndimage.distance_transform_edt(occupancy) * h
     return np.where(occupancy, -(inside - 0.5 * h), outside - 0.5 * h).astype(np.float32)
+
+
+def hull_mesh(masks: Tensor, cameras: Cameras, resolution: int, bound: float = 1.0) -> Mesh:
+    """The visual hull as a grey mesh: what the silhouettes alone say of the shape, the
+    reference a reconstruction must beat where the object is concave or its views never look."""
+    axis = np.linspace(-bound, bound, resolution)
+    sdf = signed_distance(visual_hull(masks, cameras, resolution, bound), bound)
+    lookup = RegularGridInterpolator((axis, axis, axis), sdf, bounds_error=False, fill_value=float(sdf.max()))
+    return extract_mesh(lookup, lambda p, n: np.full((len(p), 3), 0.5, np.float32), resolution, bound)

@@ -204,7 +204,10 @@ def _fit(field: NeuSField, images: Tensor, masks: Tensor, cameras: Cameras, cfg:
         {"params": [field.variance], "lr": cfg.lr_variance},
     ]
     opt = torch.optim.Adam(params, betas=(0.9, 0.99), eps=1e-15)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.1 ** (it / max(cfg.steps, 1)))  # steps = 0: the start alone
+    def lr_factor(it: int) -> float:  # exponential decay to 0.1 by the end (steps = 0: the start alone), after the warm-up
+        return min(1.0, (it + 1) / (cfg.lr_warmup_steps + 1)) * 0.1 ** (it / max(cfg.steps, 1))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     for it in range(cfg.steps):
         if cfg.coarse_to_fine_steps > 0:
             grow = (cfg.n_levels - cfg.coarse_levels) * it // cfg.coarse_to_fine_steps

@@ -3,8 +3,9 @@ import numpy as np
 import torch
 
 from hi3d.engine.cameras import hi3d_cameras
-from hi3d.engine.recon.hull import signed_distance, visual_hull
+from hi3d.engine.recon.hull import hull_mesh, signed_distance, visual_hull
 from hi3d.engine.recon.mesh import grid_points
+from hi3d.engine.recon.quality import genus, volume_iou
 
 ELEVATION = 10.0  # the views of conftest.py
 RES = 64
@@ -34,3 +35,10 @@ def test_signed_distance_of_a_voxel_ball_is_the_balls():
     band = np.abs(r - 0.5) < 0.3
     assert np.abs(sd - (r - 0.5))[band].max() < H  # voxelisation moves the surface by < 1 step
     assert (sd[r < 0.5 - H] < 0).all() and (sd[r > 0.5 + H] > 0).all()
+
+
+def test_hull_mesh_of_the_sphere_views_is_a_closed_slightly_larger_sphere(sphere_views, gt_meshes):
+    mesh = hull_mesh(sphere_views[..., 3], hi3d_cameras(ELEVATION, sphere_views.shape[1]), RES)
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    assert genus(mesh) == 0 and r.min() > 0.45 - 2 * H and r.max() < 0.45 * 1.05 + 2 * H  # see the test above
+    assert volume_iou(mesh, gt_meshes["sphere"], frame="gt") > 0.85  # 0.45^3 / (0.45 * 1.03)^3 = 0.92, less voxels

@@ -41,3 +41,16 @@ def test_hull_start_holds_the_table_top_closed(gt_meshes):
     sdf_fn, color_fn = field_functions(field, torch.device("cpu"))
     assert genus(extract_mesh(sdf_fn, color_fn, SIZE)) == shape.genus  # no hole through the top
     assert (sdf_fn(_top_points()) < 0).mean() > 0.97  # the whole top is inside
+
+
+def test_a_learning_rate_warm_up_keeps_the_hull_start_through_the_first_step(gt_meshes):
+    gt = gt_meshes["table"]
+    rgba = torch.from_numpy(render_mesh(gt.vertices, gt.faces, gt.colors, hi3d_cameras(ELEVATION, SIZE)))
+    cams = hi3d_cameras(ELEVATION, SIZE)
+    hull = torch.from_numpy(signed_distance(visual_hull(rgba[..., 3], cams, 96)))
+    inside = {}
+    for warmup in (0, 50):
+        cfg = replace(recon_preset("cpu_small").neus, steps=1, lr_warmup_steps=warmup)
+        field = fit_neus(rgba[..., :3], rgba[..., 3], cams, cfg, impl="torch", hull_sdf=hull)
+        inside[warmup] = (field_functions(field, torch.device("cpu"))[0](_top_points()) < 0).mean()
+    assert inside[0] < 0.5 < 0.97 < inside[50], inside  # one full-lr Adam step undoes the start; 1/51 of it does not
