@@ -97,3 +97,41 @@ def test_bad_t2i_folders_and_arguments_exit_2(tmp_path, capsys):
     assert "--prompt" in _error(["generate", str(img), "--prompt", "a cup", "--t2i", "tiny", *out], capsys)
     assert "--weights" in _error(["generate", "--prompt", "a cup", "--t2i", "tiny", "--mesh", *out], capsys)
     assert not (tmp_path / "out").exists()
+
+
+def _tiny_sdxl():
+    """An SDXL pipeline of a few channels (two text encoders, the pooled + time-id conditioning)."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from hi3d.engine.text_to_image import TINY_MAX_TOKENS, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=TINY_MAX_TOKENS, projection_dim=32, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64,
+        norm_num_groups=32)
+    vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    return StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text)), tokenizer=tok,
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer_2=tok, unet=unet,
+        scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"))
+
+
+def test_an_sdxl_folder_loads_as_sdxl_and_gives_the_same_image(tmp_path):
+    with torch.random.fork_rng(devices=[]):
+        sdxl = _tiny_sdxl()
+    sdxl.set_progress_bar_config(disable=True)
+    sdxl.save_pretrained(tmp_path / "sdxl")  # model_index.json + unet, vae, text_encoder(_2), tokenizer(_2), scheduler
+    loaded = load_pipeline(str(tmp_path / "sdxl"), CPU, torch.float32)
+    assert type(loaded).__name__ == "StableDiffusionXLPipeline"
+    params = TextToImageParams("a red mug", seed=1, steps=2, size=64)
+    want, got = generate_image(sdxl, params, False).image, generate_image(loaded, params, False).image
+    assert got.size == (64, 64) and np.array_equal(np.asarray(want), np.asarray(got))
