@@ -38,6 +38,7 @@ from hi3d.engine.backends.torch_backend import load_modules, torch_networks
 from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.config import tiny
 from hi3d.engine.pipeline import GenerationParams, Hi3DPipeline
+from hi3d.engine.recon.config import recon_preset
 from hi3d.engine.recon.mesh import Mesh as ReconMesh
 from hi3d.engine.recon.mesh_render import render_mesh
 from hi3d.engine.recon.quality import chamfer_distance
@@ -332,6 +333,9 @@ def test_reconstruct_recovers_a_rendered_sphere(server, tmp_path):
     result = _infer(server, "hi3d_reconstruct", _recon_inputs(_sphere_views()))
     glb = bytes(result.as_numpy("mesh_glb")[0])
     tm = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh", process=False)
+    # Textured as `hi3d reconstruct` writes it: the views baked at the served preset's atlas size.
+    texture = tm.visual.material.baseColorTexture
+    assert texture is not None and texture.size == (recon_preset("test").texture.size,) * 2
     mesh = ReconMesh(np.asarray(tm.vertices, np.float32), np.asarray(tm.faces, np.int64), np.zeros((len(tm.vertices), 3)))
     assert chamfer_distance(mesh, SHAPES["sphere"].mesh(96)) < SPHERE_MAX_CHAMFER
 
