@@ -37,6 +37,10 @@ class ServerInstall:
 
     def env(self, base: dict[str, str]) -> dict[str, str]:
         env = dict(base)
+        # Every model instance is a stub process with its own OpenMP pool. With libgomp's default
+        # active wait, the idle pools keep spinning on the cores the busy ones need: on 2 cores, 2
+        # concurrent `hi3d` requests ran at 0.070 req/s against 0.196 for one alone; passive, 0.204.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if self.library_path:
             env["LD_LIBRARY_PATH"] = os.pathsep.join([*self.library_path, *filter(None, [base.get("LD_LIBRARY_PATH")])])
         return env

@@ -13,6 +13,7 @@ differently), on under 1 % of the values."""
 import contextlib
 import io
 import json
+import os
 import re
 import signal
 import struct
@@ -246,6 +247,16 @@ def test_wrong_dtypes_and_shapes_are_invalid_argument(server, case, overrides, m
 def test_still_serving_after_bad_input(client, reference):
     views = client.generate(png(), elevation=0.0, seed=11, steps=STEPS, stage1_only=True)
     _assert_same_views(views.stage1, reference(11, 0.0)[0])
+
+
+def test_the_model_instances_wait_passively_between_parallel_regions(server):
+    """Active-waiting OpenMP pools in the idle stubs starve the busy ones (docs/serving.md)."""
+    stubs = server.stubs()
+    assert stubs
+    want = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # a policy the caller chose is kept
+    for st in stubs:
+        env = dict(e.split("=", 1) for e in Path(f"/proc/{st.pid}/environ").read_text().split("\0") if "=" in e)
+        assert env.get("OMP_WAIT_POLICY") == want, st.model
 
 
 def test_admin_apis_need_the_key(server, client):
