@@ -92,11 +92,22 @@ def generate(opts: EngineOptions, params, img, out: Path, remove_background: boo
     t0 = time.perf_counter()
     views = pipe(image1, image2, params, progress=_progress())
     elapsed = time.perf_counter() - t0
-    mesh = None
+    mesh, mesh_views = None, None
     if recon is not None:
         from hi3d.engine.recon import reconstruct
 
-        mesh = reconstruct((views.stage2.float() + 1.0) / 2.0, params.elevation, recon, _recon_progress())
+        recon_views = (views.stage2.float() + 1.0) / 2.0
+        if opts.weights is None:
+            from hi3d.engine.recon.demo import DEMO_SHAPE, demo_views
+
+            # Random weights' views are noise, which reconstruction rightly refuses ("no surface found");
+            # the mesh step still runs end to end, on an object that is there.
+            print(f"--mesh without --weights: the views are noise, so mesh.glb is the demo object ({DEMO_SHAPE}) "
+                  f"reconstructed from its 16 rendered views ({out / 'mesh_views'}), not the input's object.",
+                  file=sys.stderr)
+            mesh_views = demo_views(params.elevation, recon)
+            recon_views = torch.from_numpy(mesh_views).permute(0, 3, 1, 2).float() / 255.0
+        mesh = reconstruct(recon_views, params.elevation, recon, _recon_progress())
     # A failure above leaves --out as it was; each file below is written atomically.
     if input_image is not None:
         from hi3d.engine.files import atomic_write
@@ -106,6 +117,10 @@ def generate(opts: EngineOptions, params, img, out: Path, remove_background: boo
     images.save_views(views.stage1, out / "stage1")
     images.save_views(views.stage2, out / "stage2")
     print(f"{cfg.name}: {len(views.stage2)} views in {elapsed:.1f} s -> {out}/stage1, {out}/stage2")
+    if mesh_views is not None:
+        from hi3d.engine.recon.demo import write_views
+
+        write_views(out / "mesh_views", mesh_views)
     if mesh is not None:
         from hi3d.engine.recon import save_mesh
 
@@ -145,9 +160,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise InvalidInput("--t2i only applies with --prompt")
     params = GenerationParams(elevation=args.elevation, seed=args.seed, steps=args.steps)
     opts = engine_options(args)
-    if args.mesh and args.weights is None:
-        raise InvalidInput("--mesh needs --weights: the weight-free tiny views are noise, not an object "
-                           "(`hi3d demo` shows the reconstruction on a rendered object)")
     recon = recon_config(args) if args.mesh else None
     if args.prompt is not None:
         img = text_image(args, opts)
@@ -252,7 +264,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_engine_args(g)
     g.add_argument("--steps", type=int, help="sampler steps (default: the preset's; 25 for full)")
     g.add_argument("--remove-background", action="store_true", help="matte the object with rembg first")
-    g.add_argument("--mesh", action="store_true", help="also reconstruct the stage-2 views into OUT/mesh.glb")
+    g.add_argument("--mesh", action="store_true", help="also reconstruct the stage-2 views into OUT/mesh.glb "
+                   "(without --weights: the demo object, since random weights' views are noise)")
     _add_recon_args(g, preset_flag="--recon-preset")
     g.set_defaults(func=cmd_generate)
 

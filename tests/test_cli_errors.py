@@ -47,7 +47,6 @@ GENERATE = [
     (["--backend", "tflite"], "--backend"),
     (["--dtype", "fp8"], "--dtype"),
     (["--device", "tpu"], "--device"),
-    (["--mesh"], "--mesh"),
     (["--recon-preset", "huge"], "--recon-preset"),
 ] + ([(["--device", "cuda"], "CUDA")] if NO_CUDA else [])
 
