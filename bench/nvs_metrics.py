@@ -30,9 +30,9 @@ from hi3d.bench.common import cli_main
 from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.config import PRESETS
 from hi3d.engine.errors import InvalidInput
-from hi3d.engine.files import atomic_write, atomic_write_json
+from hi3d.engine.files import atomic_write_json
 from hi3d.engine.image_metrics import load_lpips, lpips_distance, psnr, resize, ssim
-from hi3d.engine.images import png_bytes
+from hi3d.engine.images import write_view_pngs
 from hi3d.engine.recon.mesh_render import render_mesh
 from hi3d.engine.recon.quality import normalize, to_z_up
 from hi3d.engine.recon.views import load_views
@@ -83,8 +83,7 @@ def render_gt(mesh: Path, elevation: float, sizes: dict[str, int], out: Path, up
     vertices, faces, colors, texture = load_render_mesh(mesh, up)
     for stage, size in sizes.items():
         views = render_mesh(vertices, faces, colors, hi3d_cameras(elevation, size), texture=texture)
-        for k, view in enumerate(views):
-            atomic_write(out / stage / f"{k:03d}.png", png_bytes(np.round(view * 255).astype(np.uint8)))
+        write_view_pngs(np.round(views * 255).astype(np.uint8), out / stage)
         print(f"rendered {len(views)} ground-truth views at {size} px -> {out / stage}")
 
 

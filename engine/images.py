@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +90,18 @@ def contact_sheet(views: Tensor, cols: int = 4) -> np.ndarray:
     return sheet
 
 
-def save_views(views: Tensor, out_dir: Path) -> list[Path]:
-    """Write 000.png ... and contact_sheet.png into out_dir, each atomically."""
+def write_view_pngs(views: Iterable[np.ndarray], out_dir: Path) -> list[Path]:
+    """[H, W, 3 or 4] uint8 images -> out_dir/000.png, 001.png ..., each atomically: a reader
+    never sees half a PNG."""
     paths = []
     for i, v in enumerate(views):
-        paths.append(out_dir / f"{i:03d}.png")
-        atomic_write(paths[-1], png_bytes(to_uint8(v)))
+        paths.append(Path(out_dir) / f"{i:03d}.png")
+        atomic_write(paths[-1], png_bytes(v))
+    return paths
+
+
+def save_views(views: Tensor, out_dir: Path) -> list[Path]:
+    """Write 000.png ... and contact_sheet.png into out_dir, each atomically."""
+    paths = write_view_pngs((to_uint8(v) for v in views), out_dir)
     atomic_write(out_dir / "contact_sheet.png", png_bytes(contact_sheet(views)))
     return paths

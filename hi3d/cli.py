@@ -98,14 +98,14 @@ def generate(opts: EngineOptions, params, img, out: Path, remove_background: boo
 
         recon_views = (views.stage2.float() + 1.0) / 2.0
         if opts.weights is None:
-            from hi3d.engine.recon.demo import DEMO_SHAPE, demo_views
+            from hi3d.engine.recon.demo import DEMO_SHAPE, demo_object, render_views
 
             # Random weights' views are noise, which reconstruction rightly refuses ("no surface found");
             # the mesh step still runs end to end, on an object that is there.
             print(f"--mesh without --weights: the views are noise, so mesh.glb is the demo object ({DEMO_SHAPE}) "
                   f"reconstructed from its 16 rendered views ({out / 'mesh_views'}), not the input's object.",
                   file=sys.stderr)
-            mesh_views = demo_views(params.elevation, recon)
+            mesh_views = render_views(demo_object(), params.elevation, recon)
             recon_views = torch.from_numpy(mesh_views).permute(0, 3, 1, 2).float() / 255.0
         mesh = reconstruct(recon_views, params.elevation, recon, _recon_progress())
     # A failure above leaves --out as it was; each file below is written atomically.
@@ -118,9 +118,7 @@ def generate(opts: EngineOptions, params, img, out: Path, remove_background: boo
     images.save_views(views.stage2, out / "stage2")
     print(f"{cfg.name}: {len(views.stage2)} views in {elapsed:.1f} s -> {out}/stage1, {out}/stage2")
     if mesh_views is not None:
-        from hi3d.engine.recon.demo import write_views
-
-        write_views(out / "mesh_views", mesh_views)
+        images.write_view_pngs(mesh_views, out / "mesh_views")
     if mesh is not None:
         from hi3d.engine.recon import save_mesh
 

@@ -139,19 +139,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _write_views(out: Path, arr) -> None:
-    from hi3d.engine.files import atomic_write
-    from hi3d.engine.images import png_bytes
-
-    for i, view in enumerate(arr):  # each file atomically: a reader never sees half a PNG
-        atomic_write(out / f"{i:03d}.png", png_bytes(view))
-
-
 def _stream_to(client, args: argparse.Namespace) -> None:
     """Write each result as it arrives, under a progress bar fed by the server's events."""
     from tqdm import tqdm
 
     from hi3d.engine.files import atomic_write
+    from hi3d.engine.images import write_view_pngs
     from hi3d.serving.client import Mesh, Progress, Stage1Views, Views
 
     scale = 1000  # tqdm counts integers: the overall fraction in thousandths
@@ -161,9 +154,9 @@ def _stream_to(client, args: argparse.Namespace) -> None:
                 bar.set_description(event.event)
                 bar.update(round(event.fraction * scale) - bar.n)
             elif isinstance(event, Stage1Views):
-                _write_views(args.out / "stage1", event.views)
+                write_view_pngs(event.views, args.out / "stage1")
             elif isinstance(event, Views):
-                _write_views(args.out / "stage2", event.views)
+                write_view_pngs(event.views, args.out / "stage2")
             elif isinstance(event, Mesh):
                 atomic_write(args.out / "mesh.glb", event.glb)
 
@@ -179,8 +172,10 @@ def cmd_client(args: argparse.Namespace) -> int:
     try:
         with Hi3DClient(args.url, timeout_s=args.timeout) as client:
             if args.stage1_only:  # the unary preview model: one response, written when it arrives
-                _write_views(args.out / "stage1", client.generate(args.image.read_bytes(), args.elevation, args.seed,
-                                                                  args.steps, stage1_only=True).stage1)
+                from hi3d.engine.images import write_view_pngs
+
+                views = client.generate(args.image.read_bytes(), args.elevation, args.seed, args.steps, stage1_only=True)
+                write_view_pngs(views.stage1, args.out / "stage1")
             else:
                 _stream_to(client, args)
     except Hi3DClientError as e:  # bad input is the caller's (2); anything else, the server's or the network's (1)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from hi3d.engine.cameras import hi3d_cameras
-from hi3d.engine.files import atomic_write, atomic_write_json
-from hi3d.engine.images import png_bytes
+from hi3d.engine.files import atomic_write_json
+from hi3d.engine.images import write_view_pngs
 from hi3d.engine.recon import Progress, reconstruct
 from hi3d.engine.recon.config import ReconConfig
 from hi3d.engine.recon.mesh import Mesh, save_mesh
@@ -28,17 +28,11 @@ def demo_object() -> Mesh:
     return SHAPES[DEMO_SHAPE].mesh(160)
 
 
-def demo_views(elevation: float, cfg: ReconConfig) -> np.ndarray:  # [16, H, W, 3] uint8
-    """The demo object in Hi3D's 16 views at `elevation`, at twice the reconstruction's
-    resolution (at least 256 px)."""
-    gt = demo_object()
-    rgba = render_mesh(gt.vertices, gt.faces, gt.colors, hi3d_cameras(elevation, max(2 * cfg.image_size, 256)))
+def render_views(mesh: Mesh, elevation: float, cfg: ReconConfig) -> np.ndarray:  # [16, H, W, 3] uint8
+    """`mesh` in Hi3D's 16 views at `elevation`, at twice the reconstruction's resolution
+    (at least 256 px)."""
+    rgba = render_mesh(mesh.vertices, mesh.faces, mesh.colors, hi3d_cameras(elevation, max(2 * cfg.image_size, 256)))
     return np.round(rgba[..., :3] * 255).astype(np.uint8)
-
-
-def write_views(folder: Path, views: np.ndarray) -> None:
-    for i, img in enumerate(views):
-        atomic_write(Path(folder) / f"{i:03d}.png", png_bytes(img))
 
 
 @dataclass(frozen=True)
@@ -52,7 +46,7 @@ def run_demo(out: Path, cfg: ReconConfig, elevation: float, progress: Progress |
     """Writes OUT/views/000..015.png, OUT/demo.glb, OUT/ground_truth.glb, OUT/demo_metrics.json."""
     out = Path(out)
     gt = demo_object()
-    write_views(out / "views", demo_views(elevation, cfg))
+    write_view_pngs(render_views(gt, elevation, cfg), out / "views")
     log(f"rendered the 16 Hi3D views of the demo object ({DEMO_SHAPE}) into {out / 'views'}")
     views = load_views(out / "views")  # through the files, as `hi3d reconstruct` reads them
     t0 = time.perf_counter()
