@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hi3d.engine.models.clip import CLIP_MEAN, CLIP_STD
-
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """sgm's sinusoidal embedding: [cos(t f), sin(t f)], one zero column when dim is odd."""
@@ -70,6 +68,11 @@ def resize_antialiased(x: Tensor, size: tuple[int, int]) -> Tensor:
         c = blurred.shape[1]
         blurred = F.conv2d(F.pad(blurred, pad, mode="reflect"), kernel.view(shape).expand(c, 1, *shape[2:]), groups=c)
     return F.interpolate(blurred, size=size, mode="bicubic", align_corners=True)
+
+
+# OpenAI CLIP's pixel statistics, which its image tower was trained on.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _clip_normalise(x01: Tensor) -> Tensor:

@@ -80,6 +80,9 @@ def server_command(install: ServerInstall, repo: Path, ports: Ports, host: str, 
         f"--metrics-address={host}", f"--metrics-port={ports.metrics}",
         f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}",
         "--exit-on-error=true", "--strict-readiness=true", "--log-verbose=0", "--exit-timeout-secs=10",
+        # build-repo writes complete configs; auto-completing them would make the python backend
+        # start one more stub per model, only to ask it for its config (half of a CPU start-up).
+        "--disable-auto-complete-config",
         # The python backend moves tensors through shared memory; full-size views are ~50 MB.
         "--backend-config=python,shm-default-byte-size=16777216",
         "--backend-config=python,shm-growth-byte-size=67108864",

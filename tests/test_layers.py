@@ -1,8 +1,11 @@
 """The package's structure: imports point down the layers only, and the backend registry
-is the one place a backend is chosen (adding one is one entry, seen by every entry point)."""
+is the one place a backend is chosen (adding one is one entry, seen by every entry point);
+the served stubs that run no network do not load the model libraries."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,3 +71,12 @@ def test_a_new_backend_is_one_registry_entry(monkeypatch, tmp_path):
                  "--steps", "1", "--device", "cpu"]) == 0
     assert {"clip", "unet1", "unet2", "vae_decoder", "depth"} <= set(calls)
     assert len(list((tmp_path / "out" / "stage2").glob("[0-9]*.png"))) == 16
+
+
+def test_only_the_network_stubs_import_the_model_libraries():
+    # Every served model is a stub process that imports its module at start-up; diffusers and
+    # transformers cost ~5 s of CPU each time, so only the stubs that build a network load them.
+    code = ("import sys; import hi3d.engine.pipeline, hi3d.engine.recon, hi3d.engine.images, hi3d.serving.meshing; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'diffusers', 'transformers'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]"

@@ -11,9 +11,6 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from hi3d.engine.config import ViTConfig
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
 
 class CLIPImageTower(nn.Module):
     def __init__(self, cfg: ViTConfig):
