@@ -10,7 +10,9 @@ consistency, the genus of the reconstruction against the shape's, and the PSNR o
 baked texture (and of the vertex colors) rendered at held-out azimuths. Beside them, the IoU
 and genus of the views' visual hull (at HULL_RESOLUTION^3): what the silhouettes alone give,
 which the reconstruction has to beat with the colors where a shape is concave or unseen
-(under a table's top from above, between a rocket's fins). Prints a table, writes one JSON.
+(under a table's top from above, between a rocket's fins), and the same hull carved by the
+views' exact depth: the most that any method fitting the 16 views can recover, the rest being
+space no view sees. Prints a table, writes one JSON.
 
     python -m hi3d.bench.recon_quality                          # cpu_small, 8 shapes, M = 0 and 16
     python -m hi3d.bench.recon_quality --shapes table disc --interp 16 --out table_disc.json
@@ -33,7 +35,7 @@ from hi3d.engine.files import atomic_write_json
 from hi3d.engine.recon import reconstruct
 from hi3d.engine.recon.config import PRESETS, recon_preset
 from hi3d.engine.recon.hull import hull_mesh
-from hi3d.engine.recon.mesh_render import render_mesh
+from hi3d.engine.recon.mesh_render import depth_maps, render_mesh
 from hi3d.engine.recon.quality import (
     HELD_OUT_AZIMUTHS,
     IOU_RESOLUTION,
@@ -93,10 +95,15 @@ def run(args: argparse.Namespace) -> int:
         gt = shape.mesh(GT_RESOLUTION)
         floor = iou_floor(shape.sdf, gt, args.iou_resolution)
         for size in sizes:
-            views = render_mesh(gt.vertices, gt.faces, gt.colors, hi3d_cameras(args.elevation, 2 * size))
-            hull = hull_mesh(torch.from_numpy(views[..., 3]), hi3d_cameras(args.elevation, 2 * size), HULL_RESOLUTION)
+            cams = hi3d_cameras(args.elevation, 2 * size)
+            views = render_mesh(gt.vertices, gt.faces, gt.colors, cams)
+            masks = torch.from_numpy(views[..., 3])
+            hull = hull_mesh(masks, cams, HULL_RESOLUTION)
             hull_iou, hull_genus = volume_iou(hull, gt, args.iou_resolution), genus(hull)
-            print(f"{name:<10} {size:>4} visual hull: IoU {hull_iou:.3f}, genus {hull_genus}/{shape.genus}", flush=True)
+            carved = hull_mesh(masks, cams, HULL_RESOLUTION, depth=depth_maps(gt.vertices, gt.faces, cams))
+            carved_iou, carved_genus = volume_iou(carved, gt, args.iou_resolution), genus(carved)
+            print(f"{name:<10} {size:>4} visual hull: IoU {hull_iou:.3f}, genus {hull_genus}/{shape.genus}; "
+                  f"carved by the exact depth: IoU {carved_iou:.3f}, genus {carved_genus}", flush=True)
             views = torch.from_numpy(views[..., :3]).permute(0, 3, 1, 2)
             for m in args.interp:
                 cfg = replace(base, image_size=size, gs_image_size=min(base.gs_image_size, size), num_interp=m)
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                        "volume_iou_gt_frame": volume_iou(mesh, gt, args.iou_resolution, frame="gt"),
                        "normal_consistency": normal_consistency(mesh, gt),
                        "genus": genus(mesh), "genus_gt": shape.genus, "hull_iou": hull_iou, "hull_genus": hull_genus,
+                       "carved_hull_iou": carved_iou, "carved_hull_genus": carved_genus,
                        "psnr_texture": view_psnr["texture"], "psnr_vertex_colors": view_psnr["vertex"],
                        "textured": mesh.texture is not None, "faces": int(len(mesh.faces)), "seconds": seconds,
                        "load_average": [load_before, _load()]}

@@ -5,6 +5,11 @@ object (shape from silhouette, Laurentini 1994): the intersection of the 16 mask
 closed superset of the object. Its thin parts are closed too: a table's top seen from the
 side is a band in every silhouette, so the hull holds a solid slab there, where NeuS started
 from a sphere has to grow one through sparse ray samples and can tear it.
+
+Given each view's depth as well (exact, for a ground truth), carving away every point that a
+view sees in front of its surface leaves the most that the 16 views can say of the shape
+(space carving, Kutulakos & Seitz 2000, with the depth known): what is left beyond the object
+is space that no view sees, which only a prior could empty.
 """
 from __future__ import annotations
 
@@ -31,20 +36,49 @@ def visual_hull(
     device = masks.device
     pts = torch.from_numpy(grid_points(resolution, bound)).float().to(device)
     alive = torch.arange(len(pts), device=device)  # points no view has carved yet: each view tests only these
-    R, t = cameras.viewmats[:, :3, :3].float().to(device), cameras.viewmats[:, :3, 3].float().to(device)
-    K, size = cameras.K.float().to(device), cameras.size
     for v in range(len(cameras)):
-        cam = pts[alive] @ R[v].T + t[v]  # [N, 3] OpenCV camera frame
-        z = cam[:, 2].clamp(min=1e-6)
-        u = K[0, 0] * cam[:, 0] / z + K[0, 2]  # pixel coordinates, pixel k spans [k, k + 1)
-        w = K[1, 1] * cam[:, 1] / z + K[1, 2]
-        uv = torch.stack([u, w], -1) / size * 2.0 - 1.0  # grid_sample's [-1, 1], align_corners=False
-        m = F.grid_sample(masks[v][None, None].float(), uv[None, None], mode="bilinear",
-                          padding_mode="zeros", align_corners=False)[0, 0, 0]
-        alive = alive[(m > MASK_THRESHOLD) & (cam[:, 2] > 0)]
+        uv, z = _project(pts[alive], cameras, v)
+        m = F.grid_sample(masks[v][None, None].float(), (uv / cameras.size * 2.0 - 1.0)[None, None], mode="bilinear",
+                          padding_mode="zeros", align_corners=False)[0, 0, 0]  # grid_sample's [-1, 1], align_corners=False
+        alive = alive[(m > MASK_THRESHOLD) & (z > 0)]
     inside = torch.zeros(len(pts), dtype=torch.bool, device=device)
     inside[alive] = True
     return inside.reshape(resolution, resolution, resolution).cpu().numpy()
+
+
+def carve_by_depth(
+    occupancy: np.ndarray,  # [R, R, R] bool over the grid_points(R, bound) lattice
+    depth: Tensor,  # [V, H, W] camera depth of each pixel's surface, +inf where there is none
+    cameras: Cameras,
+    margin: float = 0.01,
+    bound: float = 1.0,
+) -> np.ndarray:  # [R, R, R] bool
+    """The points of `occupancy` that no view sees more than `margin` in front of its surface.
+
+    A point is compared with the nearest surface among the 3 x 3 pixels around its projection,
+    so that a point beside a depth edge is never carved by the farther surface's pixel.
+    """
+    resolution = occupancy.shape[0]
+    idx = torch.from_numpy(np.flatnonzero(occupancy))
+    pts = torch.from_numpy(grid_points(resolution, bound)).float()[idx]
+    near = -F.max_pool2d(-depth.float().nan_to_num(posinf=1e6)[:, None], 3, 1, 1)[:, 0]  # [V, H, W] 3 x 3 minimum
+    seen_free = torch.zeros(len(idx), dtype=torch.bool)
+    for v in range(len(cameras)):
+        uv, z = _project(pts, cameras, v)
+        px = uv.floor().long().clamp(0, cameras.size - 1)
+        seen_free |= z < near[v, px[:, 1], px[:, 0]] - margin
+    out = occupancy.reshape(-1).copy()
+    out[idx[seen_free].numpy()] = False
+    return out.reshape(occupancy.shape)
+
+
+def _project(pts: Tensor, cameras: Cameras, v: int) -> tuple[Tensor, Tensor]:  # [N, 3] -> pixels [N, 2], depth [N]
+    """Pixel coordinates (pixel k spans [k, k + 1)) and OpenCV camera depth in view v."""
+    R, t = cameras.viewmats[v, :3, :3].float().to(pts.device), cameras.viewmats[v, :3, 3].float().to(pts.device)
+    K = cameras.K.float().to(pts.device)
+    cam = pts @ R.T + t
+    z = cam[:, 2].clamp(min=1e-6)
+    return torch.stack([K[0, 0] * cam[:, 0] / z + K[0, 2], K[1, 1] * cam[:, 1] / z + K[1, 2]], -1), cam[:, 2]
 
 
 def signed_distance(occupancy: np.ndarray, bound: float = 1.0) -> np.ndarray:  # [R, R, R] float32
@@ -57,10 +91,14 @@ def signed_distance(occupancy: np.ndarray, bound: float = 1.0) -> np.ndarray:  #
     return np.where(occupancy, -(inside - 0.5 * h), outside - 0.5 * h).astype(np.float32)
 
 
-def hull_mesh(masks: Tensor, cameras: Cameras, resolution: int, bound: float = 1.0) -> Mesh:
+def hull_mesh(masks: Tensor, cameras: Cameras, resolution: int, bound: float = 1.0, depth: Tensor | None = None) -> Mesh:
     """The visual hull as a grey mesh: what the silhouettes alone say of the shape, the
-    reference a reconstruction must beat where the object is concave or its views never look."""
+    reference a reconstruction must beat where the object is concave or its views never look.
+    With `depth` (exact, [V, H, W]) it is carved by it: the most that the views say."""
     axis = np.linspace(-bound, bound, resolution)
-    sdf = signed_distance(visual_hull(masks, cameras, resolution, bound), bound)
+    occupancy = visual_hull(masks, cameras, resolution, bound)
+    if depth is not None:
+        occupancy = carve_by_depth(occupancy, depth, cameras, bound=bound)
+    sdf = signed_distance(occupancy, bound)
     lookup = RegularGridInterpolator((axis, axis, axis), sdf, bounds_error=False, fill_value=float(sdf.max()))
     return extract_mesh(lookup, lambda p, n: np.full((len(p), 3), 0.5, np.float32), resolution, bound)

@@ -1,11 +1,14 @@
-"""Visual hull and its signed distance against analytic references (a sphere)."""
+"""Visual hull, its carving by exact depth and its signed distance against analytic references
+(a sphere, the rocket's SDF)."""
 import numpy as np
 import torch
 
 from hi3d.engine.cameras import hi3d_cameras
-from hi3d.engine.recon.hull import hull_mesh, signed_distance, visual_hull
+from hi3d.engine.recon.hull import carve_by_depth, hull_mesh, signed_distance, visual_hull
 from hi3d.engine.recon.mesh import grid_points
+from hi3d.engine.recon.mesh_render import depth_maps, render_mesh
 from hi3d.engine.recon.quality import genus, volume_iou
+from hi3d.engine.recon.shapes import SHAPES
 
 ELEVATION = 10.0  # the views of conftest.py
 RES = 64
@@ -42,3 +45,25 @@ def test_hull_mesh_of_the_sphere_views_is_a_closed_slightly_larger_sphere(sphere
     r = np.linalg.norm(mesh.vertices, axis=1)
     assert genus(mesh) == 0 and r.min() > 0.45 - 2 * H and r.max() < 0.45 * 1.05 + 2 * H  # see the test above
     assert volume_iou(mesh, gt_meshes["sphere"], frame="gt") > 0.85  # 0.45^3 / (0.45 * 1.03)^3 = 0.92, less voxels
+
+
+def test_depth_carving_keeps_the_rocket_and_empties_the_corners_between_its_fins(gt_meshes):
+    # The rocket's four fins make concave corners that every silhouette fills, so the hull holds
+    # them; each is seen head-on by the view on its bisector, in front of the body, so the exact
+    # depth carves it. Carving must never remove a point of the object (its analytic SDF), and the
+    # carved hull must be a closer, still closed, rocket.
+    shape, gt = SHAPES["rocket"], gt_meshes["rocket"]
+    cams = hi3d_cameras(ELEVATION, 96)
+    masks = torch.from_numpy(render_mesh(gt.vertices, gt.faces, gt.colors, cams)[..., 3])
+    depth = depth_maps(gt.vertices, gt.faces, cams)
+    hull = visual_hull(masks, cams, RES)
+    carved = carve_by_depth(hull, depth, cams)
+    sdf = shape.sdf(grid_points(RES, 1.0)).reshape(hull.shape)
+    assert hull[sdf < -H].all() and not (hull & ~carved)[sdf < -H].any()  # nothing inside is carved
+    corner = np.abs(np.abs(grid_points(RES, 1.0)[:, 0]) - np.abs(grid_points(RES, 1.0)[:, 1])).reshape(hull.shape) < H
+    corner &= sdf > 2 * H  # outside the object, near the diagonals between the fins
+    assert carved[corner].sum() < 0.5 * hull[corner].sum()  # measured: 0 of 28 left
+    hull_iou = volume_iou(hull_mesh(masks, cams, RES), gt, frame="gt")
+    carved_mesh = hull_mesh(masks, cams, RES, depth=depth)
+    assert genus(carved_mesh) == shape.genus
+    assert volume_iou(carved_mesh, gt, frame="gt") > hull_iou + 0.1  # measured 0.63 -> 0.78
