@@ -526,6 +526,21 @@ def test_the_client_command_streams_views_to_files(server, tmp_path, capsys):
     assert "stage2 1/1" in capsys.readouterr().err  # the progress bar showed the server's events
 
 
+def test_the_client_command_writes_the_stage1_preview_as_served(server, client, tmp_path):
+    from hi3d.cli import main
+
+    image = tmp_path / "in.png"
+    image.write_bytes(png())
+    out = tmp_path / "out"
+    assert main(["client", str(image), "--url", server.grpc_url, "--out", str(out), "--steps", "1", "--seed", "4",
+                 "--stage1-only"]) == 0
+    files = sorted((out / "stage1").iterdir())
+    assert [f.name for f in files] == [f"{i:03d}.png" for i in range(16)]
+    assert not (out / "stage2").exists()
+    served = client.generate(png(), 0.0, 4, 1, stage1_only=True).stage1  # the same request through the API
+    assert np.array_equal(np.stack([np.asarray(Image.open(f)) for f in files]), served)
+
+
 def test_text_to_views_and_a_bad_prompt(server, client):
     """hi3d_text: its image is the engine's tiny text-to-image output for the prompt, and its
     views are what `hi3d` makes of that image; a bad prompt is INVALID_ARGUMENT."""
