@@ -34,7 +34,7 @@ from hi3d.engine.cameras import hi3d_cameras
 from hi3d.engine.files import atomic_write_json
 from hi3d.engine.recon import reconstruct
 from hi3d.engine.recon.config import PRESETS, recon_preset
-from hi3d.engine.recon.hull import hull_mesh
+from hi3d.engine.recon.hull import carve_by_depth, occupancy_mesh, visual_hull
 from hi3d.engine.recon.mesh_render import depth_maps, render_mesh
 from hi3d.engine.recon.quality import (
     HELD_OUT_AZIMUTHS,
@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
         for size in sizes:
             cams = hi3d_cameras(args.elevation, 2 * size)
             views = render_mesh(gt.vertices, gt.faces, gt.colors, cams)
-            masks = torch.from_numpy(views[..., 3])
-            hull = hull_mesh(masks, cams, HULL_RESOLUTION)
+            occupancy = visual_hull(torch.from_numpy(views[..., 3]), cams, HULL_RESOLUTION)
+            hull = occupancy_mesh(occupancy)
             hull_iou, hull_genus = volume_iou(hull, gt, args.iou_resolution), genus(hull)
-            carved = hull_mesh(masks, cams, HULL_RESOLUTION, depth=depth_maps(gt.vertices, gt.faces, cams))
+            carved = occupancy_mesh(carve_by_depth(occupancy, depth_maps(gt.vertices, gt.faces, cams), cams))
             carved_iou, carved_genus = volume_iou(carved, gt, args.iou_resolution), genus(carved)
             print(f"{name:<10} {size:>4} visual hull: IoU {hull_iou:.3f}, genus {hull_genus}/{shape.genus}; "
                   f"carved by the exact depth: IoU {carved_iou:.3f}, genus {carved_genus}", flush=True)

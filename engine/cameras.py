@@ -52,6 +52,14 @@ class Cameras:
         t = self.viewmats[:, :3, 3:]
         return -(R.transpose(1, 2) @ t)[..., 0]
 
+    def project(self, points: Tensor, index: int) -> tuple[Tensor, Tensor]:
+        """World points [N, 3] -> pixel coordinates [N, 2] (pixel k spans [k, k + 1)) and OpenCV
+        camera depth [N] in camera `index`: the inverse of `rays`."""
+        vm = self.viewmats[index].to(points)
+        cam = points @ vm[:3, :3].T + vm[:3, 3]
+        K = self.K.to(points)
+        return cam[:, :2] / cam[:, 2:].clamp(min=1e-6) * K[[0, 1], [0, 1]] + K[:2, 2], cam[:, 2]
+
     def rays(self, index: int) -> tuple[Tensor, Tensor]:
         """World-space ray origins and unit directions through every pixel center."""
         device = self.viewmats.device

@@ -80,7 +80,7 @@ def init_gaussians(
     inside = torch.ones(n, dtype=torch.bool, device=dev)
     color_sum = torch.zeros(n, 3, device=dev)
     for i in range(len(cameras)):
-        uv = _project(x, cameras, i)
+        uv = cameras.project(x, i)[0]
         px = uv.long().clamp(0, cameras.size - 1)
         in_image = ((uv >= 0) & (uv < cameras.size)).all(-1)
         inside &= in_image & (masks[i, px[:, 1], px[:, 0]] > 0.5)
@@ -177,13 +177,6 @@ def _select(g: Gaussians, mask: Tensor) -> Gaussians:
 
 def _detached(g: Gaussians) -> Gaussians:
     return Gaussians(*[t.detach().clone() for t in g.tensors()])
-
-
-def _project(x: Tensor, cameras: Cameras, i: int) -> Tensor:  # [N, 3] -> pixel coords [N, 2]
-    vm = cameras.viewmats[i].to(x)
-    cam = x @ vm[:3, :3].T + vm[:3, 3]
-    K = cameras.K.to(x)
-    return cam[:, :2] / cam[:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]
 
 
 def _ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:  # [H, W, 3] each

@@ -37,7 +37,7 @@ def visual_hull(
     pts = torch.from_numpy(grid_points(resolution, bound)).float().to(device)
     alive = torch.arange(len(pts), device=device)  # points no view has carved yet: each view tests only these
     for v in range(len(cameras)):
-        uv, z = _project(pts[alive], cameras, v)
+        uv, z = cameras.project(pts[alive], v)
         m = F.grid_sample(masks[v][None, None].float(), (uv / cameras.size * 2.0 - 1.0)[None, None], mode="bilinear",
                           padding_mode="zeros", align_corners=False)[0, 0, 0]  # grid_sample's [-1, 1], align_corners=False
         alive = alive[(m > MASK_THRESHOLD) & (z > 0)]
@@ -64,21 +64,12 @@ def carve_by_depth(
     near = -F.max_pool2d(-depth.float().nan_to_num(posinf=1e6)[:, None], 3, 1, 1)[:, 0]  # [V, H, W] 3 x 3 minimum
     seen_free = torch.zeros(len(idx), dtype=torch.bool)
     for v in range(len(cameras)):
-        uv, z = _project(pts, cameras, v)
+        uv, z = cameras.project(pts, v)
         px = uv.floor().long().clamp(0, cameras.size - 1)
         seen_free |= z < near[v, px[:, 1], px[:, 0]] - margin
     out = occupancy.reshape(-1).copy()
     out[idx[seen_free].numpy()] = False
     return out.reshape(occupancy.shape)
-
-
-def _project(pts: Tensor, cameras: Cameras, v: int) -> tuple[Tensor, Tensor]:  # [N, 3] -> pixels [N, 2], depth [N]
-    """Pixel coordinates (pixel k spans [k, k + 1)) and OpenCV camera depth in view v."""
-    R, t = cameras.viewmats[v, :3, :3].float().to(pts.device), cameras.viewmats[v, :3, 3].float().to(pts.device)
-    K = cameras.K.float().to(pts.device)
-    cam = pts @ R.T + t
-    z = cam[:, 2].clamp(min=1e-6)
-    return torch.stack([K[0, 0] * cam[:, 0] / z + K[0, 2], K[1, 1] * cam[:, 1] / z + K[1, 2]], -1), cam[:, 2]
 
 
 def signed_distance(occupancy: np.ndarray, bound: float = 1.0) -> np.ndarray:  # [R, R, R] float32
@@ -91,14 +82,15 @@ def signed_distance(occupancy: np.ndarray, bound: float = 1.0) -> np.ndarray:  #
     return np.where(occupancy, -(inside - 0.5 * h), outside - 0.5 * h).astype(np.float32)
 
 
-def hull_mesh(masks: Tensor, cameras: Cameras, resolution: int, bound: float = 1.0, depth: Tensor | None = None) -> Mesh:
+def hull_mesh(masks: Tensor, cameras: Cameras, resolution: int, bound: float = 1.0) -> Mesh:
     """The visual hull as a grey mesh: what the silhouettes alone say of the shape, the
-    reference a reconstruction must beat where the object is concave or its views never look.
-    With `depth` (exact, [V, H, W]) it is carved by it: the most that the views say."""
-    axis = np.linspace(-bound, bound, resolution)
-    occupancy = visual_hull(masks, cameras, resolution, bound)
-    if depth is not None:
-        occupancy = carve_by_depth(occupancy, depth, cameras, bound=bound)
+    reference a reconstruction must beat where the object is concave or its views never look."""
+    return occupancy_mesh(visual_hull(masks, cameras, resolution, bound), bound)
+
+
+def occupancy_mesh(occupancy: np.ndarray, bound: float = 1.0) -> Mesh:
+    """A grey mesh of a voxel set on the grid_points lattice (a hull, carved or not)."""
+    axis = np.linspace(-bound, bound, occupancy.shape[0])
     sdf = signed_distance(occupancy, bound)
     lookup = RegularGridInterpolator((axis, axis, axis), sdf, bounds_error=False, fill_value=float(sdf.max()))
-    return extract_mesh(lookup, lambda p, n: np.full((len(p), 3), 0.5, np.float32), resolution, bound)
+    return extract_mesh(lookup, lambda p, n: np.full((len(p), 3), 0.5, np.float32), occupancy.shape[0], bound)
