@@ -13,8 +13,10 @@ them once. Bad input of any kind exits with code 2 and a message naming what is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,18 @@ def _recon_progress():
     return lambda stage, step, total, loss: _bar(bars, stage, step, total, {"loss": f"{loss:.4f}"})
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """--threads for the reconstruction only; the caller's thread count comes back after
+    (main() is also called in-process, and the diffusion stages want every core)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- generate --------------------------------------------------------------------------
 def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(preset=args.preset, weights=args.weights, backend=args.backend, device=args.device,
@@ -76,9 +90,10 @@ def recon_config(args: argparse.Namespace):
 
 
 def generate(opts: EngineOptions, params, img, out: Path, remove_background: bool, recon=None,
-             input_image=None) -> int:
-    """Image -> views (and a mesh with `recon`); everything computed before anything is written.
-    `input_image` (the text-to-image result) is written beside the views as OUT/input.png."""
+             input_image=None, recon_threads: int = 1) -> int:
+    """Image -> views (and a mesh with `recon`, fitted on `recon_threads` CPU threads); everything
+    computed before anything is written. `input_image` (the text-to-image result) is written beside
+    the views as OUT/input.png."""
     from hi3d.engine import images
     from hi3d.engine.pipeline import Hi3DPipeline
 
@@ -107,7 +122,8 @@ def generate(opts: EngineOptions, params, img, out: Path, remove_background: boo
                   file=sys.stderr)
             mesh_views = render_views(demo_object(), params.elevation, recon)
             recon_views = torch.from_numpy(mesh_views).permute(0, 3, 1, 2).float() / 255.0
-        mesh = reconstruct(recon_views, params.elevation, recon, _recon_progress())
+        with torch_threads(recon_threads):
+            mesh = reconstruct(recon_views, params.elevation, recon, _recon_progress())
     # A failure above leaves --out as it was; each file below is written atomically.
     if input_image is not None:
         from hi3d.engine.files import atomic_write
@@ -161,8 +177,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     recon = recon_config(args) if args.mesh else None
     if args.prompt is not None:
         img = text_image(args, opts)
-        return generate(opts, params, img, args.out, False, recon, input_image=img)
-    return generate(opts, params, images.load_image(args.image), args.out, args.remove_background, recon)
+        return generate(opts, params, img, args.out, False, recon, input_image=img, recon_threads=args.threads)
+    return generate(opts, params, images.load_image(args.image), args.out, args.remove_background, recon,
+                    recon_threads=args.threads)
 
 
 # --- reconstruct / demo ------------------------------------------------------------------
@@ -174,10 +191,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in MESH_FORMATS:
         raise InvalidInput(f"--out must end in one of {', '.join(MESH_FORMATS)}, got {args.out.name!r}")
     cfg = recon_config(args)
-    torch.set_num_threads(args.threads)
     views = load_views(args.views_dir)
     t0 = time.perf_counter()
-    mesh = reconstruct(views, args.elevation, cfg, _recon_progress(), gaussians_path=args.save_gaussians)
+    with torch_threads(args.threads):
+        mesh = reconstruct(views, args.elevation, cfg, _recon_progress(), gaussians_path=args.save_gaussians)
     save_mesh(mesh, args.out)
     print(f"wrote {args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces ({time.perf_counter() - t0:.1f} s)")
     return 0
@@ -194,12 +211,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         opts = EngineOptions(weights=args.weights, device="cuda" if torch.cuda.is_available() else "cpu")
         from hi3d.engine import images
 
-        return generate(opts, params, images.load_image(args.image), args.out, False, recon_config(args))
+        return generate(opts, params, images.load_image(args.image), args.out, False, recon_config(args),
+                        recon_threads=args.threads)
     from hi3d.engine.recon.demo import run_demo
 
     cfg = recon_config(args)
-    torch.set_num_threads(args.threads)
-    result = run_demo(args.out, cfg, args.elevation, _recon_progress())
+    with torch_threads(args.threads):
+        result = run_demo(args.out, cfg, args.elevation, _recon_progress())
     m = result.metrics
     print(f"wrote {result.mesh_path} ({m['faces']} faces) in {m['seconds']:.1f} s")
     print(f"vs ground truth: Chamfer {m['chamfer']:.4f}  volume IoU {m['volume_iou']:.4f} "
