@@ -2,7 +2,8 @@
 
 - `test`: tiny, for the test suite (well under a minute on one CPU core).
 - `cpu_small`: the CPU default (the demo): 16 views at 128 px, a few minutes on 2 cores.
-- `gpu`: 1024 px views, bigger fields, aimed at < 10 s on one H100 with the fused kernels.
+- `gpu`: 1024 px views, bigger fields, on CUDA with the fused kernels; the target is <= 5 s on one
+  H100, not yet measured (`bench/gpu_report.sh` times it as `recon.*` in its pipeline run).
 Every preset bakes the input views into a 2048^2 texture atlas (`test`: 256^2).
 """
 from __future__ import annotations
